@@ -1,0 +1,170 @@
+"""The training loop: one model on one fold, fast on a CPU.
+
+Why it is fast: the whole dataset is one normalised float tensor in memory, batches are slices of a
+per-epoch permutation (no per-sample Python, no DataLoader workers), augmentation works on whole
+batches, conv nets run ``channels_last``, ``precision: bf16`` runs matmuls/convs under CPU autocast
+(the loss stays fp32), and evaluation runs under ``inference_mode`` in large batches.
+
+``fit`` takes tensors and a :class:`~src.params.TrainParams` and returns a :class:`FitResult`; it
+never touches files or trackers: ``on_epoch`` receives each epoch's metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.params import TrainParams
+
+EVAL_BATCH = 256  # measured: 2.7x faster than 2048 on 2 cores (the batch stays in cache)
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    status: str = "completed"  # completed | early_stopped | diverged
+    reason: str = ""
+    train_accuracy: float = float("nan")  # eval-mode accuracy on the training fold at the end
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> dict:
+        finite = [h for h in self.history if math.isfinite(h["val_loss"])]
+        return max(finite, key=lambda h: h["val_acc"]) if finite else {}
+
+
+def to_tensor(images, mean: float, std: float) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> normalised float32 (N, 1, 28, 28), channels_last."""
+    x = torch.as_tensor(images).to(torch.float32).div_(255.0).sub_(mean).div_(std)
+    return x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, hflip: bool, crop_pad: int) -> torch.Tensor:
+    """Batch-level random horizontal flip and random crop (zero padding, then a shifted window)."""
+    b, _, h, w = x.shape
+    if hflip:
+        flip = torch.rand(b, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if crop_pad:
+        padded = F.pad(x, (crop_pad,) * 4)  # (B, C, H + 2p, W + 2p)
+        dy = torch.randint(0, 2 * crop_pad + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * crop_pad + 1, (b,), generator=generator)
+        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
+        batch = torch.arange(b)[:, None, None, None]
+        chan = torch.arange(x.shape[1])[None, :, None, None]
+        x = padded[batch, chan, rows, cols].contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def make_schedule(optimizer, cfg: TrainParams, steps_per_epoch: int):
+    """A per-batch LR schedule (``constant`` is a no-op scheduler)."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+    if cfg.schedule == "step":  # /10 at 50% and 75% of training, the classic step schedule
+        milestones = [int(total * 0.5), int(total * 0.75)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def _autocast(precision: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Logits (N, n_classes) in fp32, in large batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    with _autocast(precision):
+        logits = torch.cat([model(x[i:i + EVAL_BATCH]).float() for i in range(0, len(x), EVAL_BATCH)])
+    model.train(was_training)
+    return logits
+
+
+def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    return (F.cross_entropy(logits, y).item(),
+            (logits.argmax(1) == y).float().mean().item())
+
+
+def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+        y_val: torch.Tensor, cfg: TrainParams, seed: int,
+        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
+    """Train ``model`` in place for ``cfg.epochs`` (or until early stopping / divergence)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout masks draw from the global generator
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    schedule = make_schedule(optimizer, cfg, steps_per_epoch)
+    result = FitResult()
+    best_val_loss, stale = math.inf, 0
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.long)
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb = augment(x_train[idx], generator, cfg.hflip, cfg.crop_pad)  # (B, 1, 28, 28)
+            yb = y_train[idx]
+            with _autocast(cfg.precision):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            # Accumulate on tensors: a .item() per batch would synchronise and cost ~5%.
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+        train_loss = loss_sum.item() / len(order)
+        val_loss, val_acc = loss_and_accuracy(predict(model, x_val, cfg.precision), y_val)
+        row = {"epoch": epoch, "train_loss": train_loss,
+               "train_acc": correct.item() / len(order), "val_loss": val_loss, "val_acc": val_acc,
+               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        result.history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            result.status = "diverged"
+            result.reason = f"non-finite loss at epoch {epoch} (train {train_loss}, val {val_loss})"
+            break
+        if val_loss < best_val_loss:
+            best_val_loss, stale = val_loss, 0
+        else:
+            stale += 1
+            if cfg.patience and stale >= cfg.patience:
+                result.status = "early_stopped"
+                result.reason = f"val loss did not improve for {cfg.patience} epochs"
+                break
+    result.seconds = time.perf_counter() - start
+    if result.status != "diverged":
+        result.train_accuracy = loss_and_accuracy(predict(model, x_train, cfg.precision), y_train)[1]
+    return result

@@ -1,0 +1,92 @@
+"""Stage `prepare`: Fashion-MNIST -> a verified, stratified subset with cross-validation folds.
+
+Reads  params.yaml `prepare:` and the four IDX files (see src/data.py for where they come from).
+Writes data/prepared/fashion_mnist.npz   x_train (N, 28, 28) uint8, y_train, fold (N,) int8,
+                                         x_test, y_test, the source indices, and the
+                                         normalisation mean/std of the training subset;
+       reports/prepare/summary.json      checksums, class counts per split and fold.
+Run    python -m src.prepare   (or `dvc repro prepare`)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from src import atomic, data, errors, params, paths
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of a class-stratified random subset of ``size`` items, in shuffled order."""
+    everything = np.arange(len(labels))
+    if size >= len(labels):
+        return np.random.default_rng(seed).permutation(everything)
+    chosen, _ = train_test_split(everything, train_size=size, stratify=labels, random_state=seed)
+    return chosen
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold id (0..k-1) of each item, class-stratified."""
+    fold = np.empty(len(labels), dtype=np.int8)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for i, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        fold[held_out] = i
+    return fold
+
+
+def prepare(arrays: dict[str, np.ndarray], cfg: params.PrepareParams) -> dict[str, np.ndarray]:
+    """The prepared dataset (pure): subsets, folds and training-subset statistics."""
+    train_idx = stratified_subset(arrays["train_labels"], cfg.train_size, cfg.seed)
+    test_idx = stratified_subset(arrays["test_labels"], cfg.test_size, cfg.seed)
+    x_train, y_train = arrays["train_images"][train_idx], arrays["train_labels"][train_idx]
+    pixels = x_train.astype(np.float64) / 255.0  # statistics of the training subset only
+    return {
+        "x_train": x_train, "y_train": y_train.astype(np.int64),
+        "fold": stratified_folds(y_train, cfg.cv_folds, cfg.seed),
+        "x_test": arrays["test_images"][test_idx],
+        "y_test": arrays["test_labels"][test_idx].astype(np.int64),
+        "train_index": train_idx, "test_index": test_idx,
+        "mean": np.float32(pixels.mean()), "std": np.float32(pixels.std()),
+    }
+
+
+def summary(prepared: dict[str, np.ndarray]) -> dict:
+    def counts(labels):
+        return {name: int((labels == c).sum()) for c, name in enumerate(data.CLASS_NAMES)}
+    folds = prepared["fold"]
+    return {
+        "sha256": data.expected_checksums(),
+        "train_size": int(len(prepared["y_train"])), "test_size": int(len(prepared["y_test"])),
+        "cv_folds": int(folds.max()) + 1,
+        "mean": float(prepared["mean"]), "std": float(prepared["std"]),
+        "train_counts": counts(prepared["y_train"]), "test_counts": counts(prepared["y_test"]),
+        "fold_sizes": [int((folds == k).sum()) for k in range(int(folds.max()) + 1)],
+    }
+
+
+def load_prepared(path=paths.PREPARED) -> dict[str, np.ndarray]:
+    """Read the prepared dataset back (used by train, evaluate and plot)."""
+    try:
+        with np.load(path) as npz:
+            return {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise errors.DataError(f"{path} not found: run `dvc repro prepare` first") from None
+
+
+def main() -> None:
+    cfg = params.load("prepare", paths.PARAMS)
+    folder = data.locate(paths.RAW)
+    arrays = data.load(folder)
+    if cfg.train_size > len(arrays["train_labels"]) or cfg.test_size > len(arrays["test_labels"]):
+        raise errors.ParamError(
+            f"prepare.train_size = {cfg.train_size} / test_size = {cfg.test_size} exceed the "
+            f"dataset ({len(arrays['train_labels'])} / {len(arrays['test_labels'])} images)")
+    prepared = prepare(arrays, cfg)
+    atomic.write_npz(paths.PREPARED, prepared)
+    atomic.write_json(paths.PREPARE_REPORT, summary(prepared))
+    print(f"prepared {len(prepared['y_train'])} train / {len(prepared['y_test'])} test images "
+          f"in {cfg.cv_folds} folds from {folder}")
+
+
+if __name__ == "__main__":
+    errors.run(main)

@@ -1,0 +1,146 @@
+"""Stage `train`: one model per cross-validation fold, tracked in DVCLive and MLflow.
+
+Reads  params.yaml `train:`; data/prepared/fashion_mnist.npz (from `prepare`).
+Writes models/fold_<k>.pt              self-describing checkpoints (model name + constructor args,
+                                       weights, resolved params, normalisation, history);
+       reports/train/history.csv       one row per fold and epoch;
+       reports/train/folds/fold_<k>/   DVCLive, written live, step = epoch;
+       reports/train/live/             DVCLive: the mean curve over folds (for `dvc plots diff`);
+       reports/train/mlflow_run.json   the MLflow parent run that evaluate and plot add to.
+Run    python -m src.train   (or `dvc repro train`, `dvc exp run -S train.dropout=0.3`)
+
+Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else all cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from src import atomic, engine, errors, models, params, paths, tracking
+from src.prepare import load_prepared
+
+
+def set_threads() -> int:
+    threads = os.environ.get("TUNELAB_THREADS")
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise errors.TunelabError(f"TUNELAB_THREADS={threads!r} must be a positive integer")
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
+def model_args(cfg: params.TrainParams) -> dict:
+    values = params.as_dict(cfg)
+    return {name: values[name] for name in models.MODEL_ARGS[cfg.model]}
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    return seed * 1000 + fold  # distinct per fold, identical across re-runs
+
+
+def train_fold(data: dict, fold: int, cfg: params.TrainParams, tracker: tracking.Tracker,
+               progress: bool = True) -> tuple[torch.nn.Module, engine.FitResult]:
+    """Train on every fold but ``fold`` and validate on ``fold``."""
+    mean, std = float(data["mean"]), float(data["std"])
+    held_out = torch.as_tensor(data["fold"] == fold)
+    x = engine.to_tensor(data["x_train"], mean, std)  # (N, 1, 28, 28)
+    y = torch.as_tensor(data["y_train"])
+    torch.manual_seed(fold_seed(cfg.seed, fold))  # the initial weights
+    model = models.build(cfg.model, **model_args(cfg))
+    bar = tqdm(total=cfg.epochs, desc=f"fold {fold}", unit="epoch", disable=None if progress else True,
+               leave=False)
+
+    def on_epoch(row: dict) -> None:
+        tracker.log_epoch(fold, row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.4f}")
+        bar.update()
+
+    tracker.start_fold(fold)
+    result = engine.fit(model, x[~held_out], y[~held_out], x[held_out], y[held_out], cfg,
+                        seed=fold_seed(cfg.seed, fold), on_epoch=on_epoch)
+    bar.close()
+    tracker.end_fold(fold, result.status)
+    return model, result
+
+
+def checkpoint(model, cfg: params.TrainParams, fold: int, data: dict, result: engine.FitResult) -> dict:
+    return {
+        "model": cfg.model, "model_args": model_args(cfg),
+        "state_dict": model.to(memory_format=torch.contiguous_format).state_dict(),
+        "train_params": params.as_dict(cfg), "fold": fold,
+        "mean": float(data["mean"]), "std": float(data["std"]),
+        "status": result.status, "reason": result.reason, "history": result.history,
+        "train_accuracy": result.train_accuracy, "seconds": result.seconds,
+        "n_parameters": models.count_parameters(model),
+    }
+
+
+def mean_curve(history: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch mean over the folds that reached that epoch (early stopping can end some sooner)."""
+    return history.drop(columns="fold").groupby("epoch", as_index=False).mean()
+
+
+def log_mean_curve(curve: pd.DataFrame) -> None:
+    from dvclive import Live
+    with Live(str(paths.TRAIN_LIVE), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for row in curve.to_dict("records"):
+            live.step = int(row["epoch"])
+            for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                live.log_metric(tracking.metric_name(key), row[key])
+            live.next_step()
+
+
+def clear_outputs() -> None:
+    # DVC deletes a stage's outputs before running it; a direct `python -m src.train` must too,
+    # or checkpoints of folds that no longer exist would linger.
+    for path in (paths.MODELS, paths.TRAIN_REPORTS):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> None:
+    cfg = params.load("train", paths.PARAMS)
+    data = load_prepared()
+    threads = set_threads()
+    n_folds = int(data["fold"].max()) + 1
+    clear_outputs()
+    uri = tracking.tracking_uri()
+    run_params = {f"train.{k}": v for k, v in params.as_dict(cfg).items()} | {
+        "data.train_size": len(data["y_train"]), "data.test_size": len(data["y_test"]),
+        "data.cv_folds": n_folds, "threads": threads}
+    mlflow = tracking.MLflowTracker(uri, tracking.init_store(uri),
+                                    os.environ.get("DVC_EXP_NAME", "workspace"), run_params,
+                                    tracking.run_tags())
+    tracking.save_handle(paths.MLFLOW_RUN, mlflow)
+    tracker = tracking.FanOut(tracking.DVCLiveTracker(paths.TRAIN_FOLD_LIVE), mlflow)
+    rows, status = [], "completed"
+    try:
+        for fold in range(n_folds):
+            model, result = train_fold(data, fold, cfg, tracker)
+            ckpt = checkpoint(model, cfg, fold, data, result)
+            atomic.write_with(paths.checkpoint(fold), lambda tmp: torch.save(ckpt, tmp))
+            rows += [{"fold": fold, **row} for row in result.history]
+            print(f"fold {fold}: val_acc {result.history[-1]['val_acc']:.4f} after "
+                  f"{len(result.history)} epochs, {result.seconds:.1f}s ({result.status})")
+            if result.status == "diverged":
+                status = "diverged"
+                break  # the other folds would diverge too; evaluate records why
+    except KeyboardInterrupt:
+        mlflow.abort("KILLED")
+        raise
+    except BaseException:
+        mlflow.abort("FAILED")
+        raise
+    history = pd.DataFrame(rows)
+    atomic.write_with(paths.TRAIN_HISTORY, lambda tmp: history.to_csv(tmp, index=False))
+    log_mean_curve(mean_curve(history))
+    mlflow.client.set_tag(mlflow.parent, "status", status)
+    mlflow.client.set_terminated(mlflow.parent, status="FAILED" if status == "diverged" else "FINISHED")
+
+
+if __name__ == "__main__":
+    errors.run(main)
