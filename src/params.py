@@ -76,7 +76,7 @@ class TrainParams:
     momentum: float = _spec(0.9, low=0.0, high=1.0, high_open=True)  # sgd and rmsprop
     weight_decay: float = _spec(0.0, low=0.0)
     schedule: str = _spec("constant", choices=("constant", "cosine", "onecycle", "step"))
-    epochs: int = _spec(5, low=1)
+    epochs: int = _spec(10, low=1)
     batch_size: int = _spec(64, low=1)
     seed: int = _spec(0, low=0)         # init, dropout and batch order; replicate axis of sweeps
     patience: int = _spec(0, low=0)     # early stopping on val loss; 0 = off

@@ -125,7 +125,7 @@ def main() -> None:
             atomic.write_with(paths.checkpoint(fold), lambda tmp: torch.save(ckpt, tmp))
             rows += [{"fold": fold, **row} for row in result.history]
             print(f"fold {fold}: val_acc {result.history[-1]['val_acc']:.4f} after "
-                  f"{len(result.history)} epochs, {result.seconds:.1f}s ({result.status})")
+                  f"{len(result.history)} epochs, {result.seconds:.1f}s ({result.status})", flush=True)
             if result.status == "diverged":
                 status = "diverged"
                 break  # the other folds would diverge too; evaluate records why

@@ -1,0 +1,167 @@
+"""Stage `evaluate`: cross-validation summary and test-set metrics of the fold models.
+
+Reads  models/fold_<k>.pt (from `train`; each rebuilds its model from the file alone),
+       data/prepared/fashion_mnist.npz (the test subset).
+Writes reports/evaluate/metrics.json   test accuracy / loss / macro-F1 / per-class accuracy (mean
+                                       over the fold models; each is one model of this config),
+                                       CV validation accuracy as mean, std, n and 95% CI, the
+                                       parameter count, seconds per epoch, the train-val gap;
+       reports/evaluate/cv_folds.csv   one row per fold;
+       reports/evaluate/confusion.csv  fold, index, actual, predicted per test image and fold model
+                                       (DVC's confusion template and the plot stage read it);
+       reports/evaluate/live/          DVCLive summary of the headline metrics.
+Run    python -m src.evaluate   (or `dvc repro evaluate`)
+
+Model selection uses CV validation accuracy; the test set only confirms (see the study reports).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from src import atomic, engine, errors, metrics, models, paths, stats, tracking
+from src.data import CLASS_NAMES
+from src.prepare import load_prepared
+
+
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise errors.TunelabError(f"{path} not found: run `dvc repro train` first") from None
+    model = models.build(ckpt["model"], **ckpt["model_args"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def fold_table(checkpoints: list[dict]) -> pd.DataFrame:
+    """One row per fold: best and final validation accuracy, best epoch, losses, time."""
+    rows = []
+    for ckpt in checkpoints:
+        history = pd.DataFrame(ckpt["history"])
+        best = history.loc[history["val_acc"].idxmax()]
+        final = history.iloc[-1]
+        rows.append({
+            "fold": ckpt["fold"], "status": ckpt["status"], "epochs": len(history),
+            "final_val_accuracy": final["val_acc"], "best_val_accuracy": best["val_acc"],
+            "best_epoch": int(best["epoch"]), "final_val_loss": final["val_loss"],
+            "train_accuracy": ckpt["train_accuracy"],  # eval mode, after training
+            "seconds": ckpt["seconds"], "seconds_per_epoch": ckpt["seconds"] / len(history),
+        })
+    return pd.DataFrame(rows)
+
+
+def fold_test_metrics(probabilities: np.ndarray, y_test: np.ndarray) -> dict:
+    """Metrics of one fold model on the test set; ``probabilities`` is (N, n_classes)."""
+    cm = metrics.confusion(y_test, probabilities.argmax(1), len(CLASS_NAMES))
+    return {"accuracy": metrics.accuracy(cm), "loss": metrics.cross_entropy(probabilities, y_test),
+            "macro_f1": metrics.macro_f1(cm), "per_class": metrics.per_class_accuracy(cm)}
+
+
+def build_metrics(folds: pd.DataFrame, probabilities: np.ndarray, y_test: np.ndarray,
+                  n_parameters: int) -> dict:
+    """metrics.json content from the fold table and per-fold test probabilities (F, N, C)."""
+    per_fold = [fold_test_metrics(p, y_test) for p in probabilities]
+    ensemble = metrics.accuracy(metrics.confusion(
+        y_test, probabilities.mean(0).argmax(1), len(CLASS_NAMES)))
+    test_acc = [m["accuracy"] for m in per_fold]
+    per_class = np.mean([m["per_class"] for m in per_fold], axis=0)
+    final_val = folds["final_val_accuracy"].to_numpy()
+    return {
+        "status": "completed",
+        "test": {
+            "accuracy": float(np.mean(test_acc)),
+            "accuracy_std": float(np.std(test_acc, ddof=1)) if len(test_acc) > 1 else None,
+            "loss": float(np.mean([m["loss"] for m in per_fold])),
+            "macro_f1": float(np.mean([m["macro_f1"] for m in per_fold])),
+            "ensemble_accuracy": ensemble,  # the fold models' averaged probabilities
+            "per_class_accuracy": dict(zip(CLASS_NAMES, map(float, per_class))),
+        },
+        "cv": {
+            "val_accuracy": stats.summarize(final_val).as_dict(),  # final epoch: unbiased
+            "best_val_accuracy": stats.summarize(folds["best_val_accuracy"]).as_dict(),
+            "val_loss": stats.summarize(folds["final_val_loss"]).as_dict(),
+            "train_val_gap": float((folds["train_accuracy"] - folds["final_val_accuracy"]).mean()),
+        },
+        "model": {"params": n_parameters},
+        # Timing varies between runs: kept apart so determinism checks can leave it out.
+        "time": {"seconds_per_epoch": float(folds["seconds_per_epoch"].mean()),
+                 "train_seconds": float(folds["seconds"].sum())},
+    }
+
+
+def diverged_metrics(checkpoints: list[dict]) -> dict:
+    bad = next(c for c in checkpoints if c["status"] == "diverged")
+    return {"status": "diverged", "reason": f"fold {bad['fold']}: {bad['reason']}",
+            "test": {"accuracy": None}, "cv": {"val_accuracy": {"mean": None}},
+            "model": {"params": bad["n_parameters"]}}
+
+
+def confusion_rows(probabilities: np.ndarray, y_test: np.ndarray) -> pd.DataFrame:
+    """fold, index, actual, predicted (class names) for every test image and fold model."""
+    names = np.array(CLASS_NAMES)
+    frames = [pd.DataFrame({"fold": f, "index": np.arange(len(y_test)), "actual": names[y_test],
+                            "predicted": names[p.argmax(1)]}) for f, p in enumerate(probabilities)]
+    if not frames:
+        return pd.DataFrame(columns=["fold", "index", "actual", "predicted"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def main() -> None:
+    data = load_prepared()
+    fold_paths = sorted(paths.MODELS.glob("fold_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if not fold_paths:
+        raise errors.TunelabError(f"no checkpoints in {paths.MODELS}/: run `dvc repro train` first")
+    loaded = [load_checkpoint(p) for p in fold_paths]
+    checkpoints = [ckpt for _, ckpt in loaded]
+    folds = fold_table(checkpoints)
+    y_test = data["y_test"]
+    if any(c["status"] == "diverged" for c in checkpoints):
+        results = diverged_metrics(checkpoints)
+        probabilities = np.zeros((0, len(y_test), len(CLASS_NAMES)))
+    else:
+        x_test = engine.to_tensor(data["x_test"], float(data["mean"]), float(data["std"]))
+        precision = checkpoints[0]["train_params"]["precision"]
+        probabilities = np.stack([
+            torch.softmax(engine.predict(model.to(memory_format=torch.channels_last), x_test,
+                                         precision), 1).numpy()
+            for model, _ in loaded])  # (F, N, C)
+        results = build_metrics(folds, probabilities, y_test, checkpoints[0]["n_parameters"])
+    atomic.write_with(paths.CV_FOLDS, lambda tmp: folds.to_csv(tmp, index=False))
+    rows = confusion_rows(probabilities, y_test)
+    atomic.write_with(paths.CONFUSION, lambda tmp: rows.to_csv(tmp, index=False))
+    atomic.write_json(paths.METRICS, results)
+    log_results(results)
+    print(summary_line(results))
+
+
+def log_results(results: dict) -> None:
+    from dvclive import Live
+    headline = {k: v for k, v in tracking.flatten(results).items()
+                if not k.startswith("test.per_class_accuracy")}
+    with Live(str(paths.EVALUATE_LIVE), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        for key, value in headline.items():
+            live.log_metric(key.replace(".", "/"), value, plot=False)
+    parent = tracking.ParentRun(paths.MLFLOW_RUN)
+    parent.log_metrics(results)
+    parent.set_tags({"status": results["status"]})
+    parent.finish("FAILED" if results["status"] == "diverged" else "FINISHED")
+
+
+def summary_line(results: dict) -> str:
+    if results["status"] != "completed":
+        return f"run {results['status']}: {results.get('reason', '')}"
+    cv = results["cv"]["val_accuracy"]
+    ci = "" if cv["ci95_low"] is None or math.isnan(cv["ci95_low"]) else \
+        f" (95% CI {cv['ci95_low']:.4f}-{cv['ci95_high']:.4f})"
+    return (f"CV val accuracy {cv['mean']:.4f} ± {cv['std'] or 0:.4f}, n={cv['n']}{ci}; "
+            f"test accuracy {results['test']['accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    errors.run(main)

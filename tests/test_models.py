@@ -1,0 +1,48 @@
+"""Model shapes, the reference parameter count, and every normalisation."""
+
+import pytest
+import torch
+
+from src import models
+from src.params import TrainParams
+from src.train import model_args
+
+
+def test_reference_cnn_has_421834_parameters():
+    model = models.build("cnn", **model_args(TrainParams()))
+    assert models.count_parameters(model) == 421_834
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "instance", "layer", "group"])
+@pytest.mark.parametrize("pooling", ["max", "avg", "none"])
+def test_cnn_variants_give_logits(norm, pooling):
+    cfg = TrainParams(norm=norm, pooling=pooling, conv_channels=(8, 16), hidden_units=(16,),
+                      conv_dropout=0.1)
+    model = models.build("cnn", **model_args(cfg))
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_deep_cnn_with_spaced_pooling():
+    cfg = TrainParams(conv_channels=(8,) * 8, pool_every=2, norm="group")
+    model = models.build("cnn", **model_args(cfg))
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "layer", "group"])
+def test_mlp_width_and_depth(norm):
+    cfg = TrainParams(model="mlp", hidden_units=(64, 32, 16), norm=norm)
+    model = models.build("mlp", **model_args(cfg))
+    assert model(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [64, 32, 16, 10]
+
+
+def test_mlp_parameter_count_matches_the_formula():
+    model = models.build("mlp", hidden_units=(256, 128))  # no norm: every Linear has a bias
+    assert models.count_parameters(model) == (784 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)
+
+
+def test_conv_dropout_sits_after_the_activation_and_before_the_pool():
+    model = models.build("cnn", conv_channels=(8,), conv_dropout=0.2)
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "Dropout2d", "MaxPool2d"]

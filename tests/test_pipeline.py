@@ -1,0 +1,151 @@
+"""End to end: the real `dvc repro` and `dvc exp run` on tiny synthetic data in a temporary repo.
+
+Checks what a user sees: every stage's outputs, a clean `dvc status`, the experiment in
+`dvc exp show --json` with its own metrics, an MLflow parent run per pipeline run with one child
+per fold (in the repo-root store, also for the experiment DVC runs in a temporary copy), and
+identical metrics when the same params and seed run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, write_dataset
+
+TINY = {
+    "prepare": {"train_size": 200, "test_size": 100, "cv_folds": 2, "seed": 0},
+    "train": {"conv_channels": [4, 8], "hidden_units": [16], "epochs": 2, "batch_size": 32},
+    "plot": {"misclassified": 9},
+}
+FIGURES = {"learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png",
+           "cv_folds.png", "misclassified.png"}
+
+
+def sh(*args: str, cwd: Path, env: dict) -> str:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def without_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "time"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A fresh git + DVC repo holding this project's code and tiny params."""
+    root = tmp_path_factory.mktemp("project")
+    for item in ("src", "dvc.yaml", ".gitignore"):
+        source = REPO / item
+        if source.is_dir():
+            shutil.copytree(source, root / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / item)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    checksums = write_dataset(tmp_path_factory.mktemp("fashion"))
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "FASHION_MNIST_DIR": str(checksums.parent), "TUNELAB_CHECKSUMS": str(checksums),
+        "TUNELAB_THREADS": "1", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DVC_ROOT", None)
+    sh("git", "init", "-q", "-b", "main", cwd=root, env=env)
+    sh("git", "config", "user.email", "test@example.com", cwd=root, env=env)
+    sh("git", "config", "user.name", "test", cwd=root, env=env)
+    sh("dvc", "init", "-q", cwd=root, env=env)
+    sh("git", "add", "-A", cwd=root, env=env)
+    sh("git", "commit", "-qm", "init", cwd=root, env=env)
+    return root, env
+
+
+@pytest.fixture(scope="module")
+def reproduced(project):
+    root, env = project
+    sh("dvc", "repro", cwd=root, env=env)
+    return root, env
+
+
+def test_repro_writes_every_output(reproduced):
+    root, env = reproduced
+    assert (root / "data/prepared/fashion_mnist.npz").is_file()
+    assert sorted(p.name for p in (root / "models").iterdir()) == ["fold_0.pt", "fold_1.pt"]
+    metrics = json.loads((root / "reports/evaluate/metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert 0 <= metrics["test"]["accuracy"] <= 1
+    assert set(metrics["cv"]["val_accuracy"]) == {"mean", "std", "n", "ci95_low", "ci95_high"}
+    assert metrics["cv"]["val_accuracy"]["n"] == 2
+    assert metrics["model"]["params"] > 0 and metrics["time"]["seconds_per_epoch"] > 0
+    assert len((root / "reports/evaluate/cv_folds.csv").read_text().splitlines()) == 3
+    assert {p.name for p in (root / "reports/figures").glob("*.png")} == FIGURES
+    assert (root / "reports/train/live/plots/metrics/val/acc.tsv").is_file()
+    assert "up to date" in sh("dvc", "status", cwd=root, env=env)
+
+
+def test_dvc_plots_render(reproduced, tmp_path):
+    root, env = reproduced
+    sh("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=root, env=env)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "Accuracy (mean over folds)" in html and "confusion" in html.lower()
+
+
+def mlflow_parents(root: Path) -> tuple[MlflowClient, list]:
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.get_experiment_by_name("tunelab")
+    runs = client.search_runs([experiment.experiment_id])
+    return client, [r for r in runs if "mlflow.parentRunId" not in r.data.tags], runs
+
+
+def test_mlflow_parent_run_with_a_child_per_fold(reproduced):
+    root, _ = reproduced
+    client, parents, runs = mlflow_parents(root)
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(c.info.run_name for c in children) == ["fold-0", "fold-1"]
+    assert len(client.get_metric_history(children[0].info.run_id, "val/acc")) == 2  # per epoch
+    assert parent.info.status == "FINISHED" and parent.data.tags["dvc.exp_name"] == "workspace"
+    assert parent.data.params["train.epochs"] == "2"
+    assert "test.accuracy" in parent.data.metrics and "cv.val_accuracy.mean" in parent.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert artifacts == {f"figures/{name}" for name in FIGURES}
+
+
+def test_same_params_and_seed_give_identical_metrics(reproduced):
+    root, env = reproduced
+    first = json.loads((root / "reports/evaluate/metrics.json").read_text())
+    sh("dvc", "repro", "--force", "train", cwd=root, env=env)
+    second = json.loads((root / "reports/evaluate/metrics.json").read_text())
+    assert without_timing(first) == without_timing(second)
+
+
+def test_exp_run_with_a_param_override(reproduced):
+    root, env = reproduced
+    sh("git", "add", "-A", cwd=root, env=env)
+    sh("git", "commit", "-qm", "baseline", cwd=root, env=env)
+    sh("dvc", "exp", "run", "-n", "drop5", "-S", "train.dropout=0.5", cwd=root, env=env)
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=root, env=env))
+    experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]
+    drop5 = next(e for e in experiments if e["name"] == "drop5")
+    data = drop5["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["dropout"] == 0.5
+    metrics = data["metrics"]["reports/evaluate/metrics.json"]["data"]
+    assert metrics["status"] == "completed" and "accuracy" in metrics["test"]
+    _, parents, _ = mlflow_parents(root)
+    names = {p.data.tags["dvc.exp_name"] for p in parents}
+    assert "drop5" in names
+    run = next(p for p in parents if p.data.tags["dvc.exp_name"] == "drop5")
+    assert run.data.params["train.dropout"] == "0.5"
+    assert "dvc.baseline_rev" in run.data.tags

@@ -1,0 +1,57 @@
+"""Stratified subsets and folds, and the prepare stage on synthetic data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from src import paths, prepare
+from src.params import PrepareParams
+
+
+@pytest.fixture
+def labels():
+    return np.repeat(np.arange(10), 100)[np.random.default_rng(0).permutation(1000)]
+
+
+def test_subset_is_stratified_unique_and_seeded(labels):
+    chosen = prepare.stratified_subset(labels, 200, seed=3)
+    assert len(chosen) == len(set(chosen)) == 200
+    assert np.bincount(labels[chosen], minlength=10).tolist() == [20] * 10
+    np.testing.assert_array_equal(chosen, prepare.stratified_subset(labels, 200, seed=3))
+    assert not np.array_equal(chosen, prepare.stratified_subset(labels, 200, seed=4))
+
+
+def test_subset_of_everything_is_a_permutation(labels):
+    chosen = prepare.stratified_subset(labels, len(labels), seed=0)
+    assert sorted(chosen) == list(range(len(labels)))
+
+
+def test_folds_are_disjoint_complete_and_stratified(labels):
+    fold = prepare.stratified_folds(labels, 5, seed=0)
+    assert sorted(set(fold)) == [0, 1, 2, 3, 4]  # every item in exactly one fold
+    for k in range(5):
+        assert np.bincount(labels[fold == k], minlength=10).tolist() == [20] * 10
+
+
+def test_normalisation_uses_the_training_subset_only(labels):
+    images = np.zeros((1000, 28, 28), dtype=np.uint8)
+    arrays = {"train_images": images, "train_labels": labels,
+              "test_images": np.full((1000, 28, 28), 255, dtype=np.uint8), "test_labels": labels}
+    out = prepare.prepare(arrays, PrepareParams(train_size=100, test_size=50, cv_folds=2))
+    assert out["mean"] == 0.0  # the all-white test images must not leak into the statistics
+    assert out["x_train"].shape == (100, 28, 28) and out["x_test"].shape == (50, 28, 28)
+
+
+def test_stage_writes_reproducible_outputs(synthetic_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("prepare: {train_size: 300, test_size: 100, cv_folds: 3}\n")
+    prepare.main()
+    first = paths.PREPARED.read_bytes()
+    summary = json.loads(paths.PREPARE_REPORT.read_text())
+    assert summary["train_size"] == 300 and summary["fold_sizes"] == [100, 100, 100]
+    assert set(summary["train_counts"].values()) == {30}
+    prepare.main()
+    assert paths.PREPARED.read_bytes() == first  # byte-identical: DVC sees the same hash
+    loaded = prepare.load_prepared()
+    assert loaded["x_train"].dtype == np.uint8 and loaded["fold"].max() == 2

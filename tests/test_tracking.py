@@ -1,0 +1,91 @@
+"""Where MLflow logs, and what a training run leaves in it (a real SQLite store in tmp_path)."""
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from src import tracking
+
+
+def test_tracking_uri_rules(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    # A queued DVC experiment runs in a copy; DVC_ROOT names the real repository.
+    monkeypatch.setenv("DVC_ROOT", "/repo/root")
+    assert tracking.tracking_uri() == "sqlite:////repo/root/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"  # explicit wins
+
+
+def test_flatten_keeps_finite_numbers_only():
+    nested = {"test": {"accuracy": 0.9, "per_class": {"Bag": 1}}, "status": "ok",
+              "cv": {"std": None, "nan": float("nan"), "flag": True}}
+    assert tracking.flatten(nested) == {"test.accuracy": 0.9, "test.per_class.Bag": 1.0}
+
+
+def test_metric_names_group_by_split():
+    assert tracking.metric_name("val_acc") == "val/acc"
+    assert tracking.metric_name("train_loss") == "train/loss"
+    assert tracking.metric_name("lr") == "lr"
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    return tracking.tracking_uri()
+
+
+def test_init_store_is_idempotent_and_puts_artifacts_beside_the_db(store, tmp_path):
+    first = tracking.init_store(store)
+    assert tracking.init_store(store) == first
+    experiment = MlflowClient(store).get_experiment(first)
+    assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_parent_child_runs_and_reopening(store, tmp_path, monkeypatch):
+    experiment = tracking.init_store(store)
+    mlflow = tracking.MLflowTracker(store, experiment, "exp-1", {"train.lr": 0.001},
+                                    {"dvc.exp_name": "exp-1"})
+    for fold in range(2):
+        mlflow.start_fold(fold)
+        for epoch in (1, 2):
+            mlflow.log_epoch(fold, {"epoch": epoch, "val_acc": 0.5 + epoch / 10, "lr": 0.001})
+        mlflow.end_fold(fold, "completed")
+    handle = tmp_path / "mlflow_run.json"
+    tracking.save_handle(handle, mlflow)
+    assert set(json.loads(handle.read_text())) == {"experiment_id", "run_id"}
+
+    parent = tracking.ParentRun(handle)  # what evaluate and plot do
+    parent.log_metrics({"test": {"accuracy": 0.91}})
+    parent.finish()
+
+    client = MlflowClient(store)
+    runs = client.search_runs([experiment])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == mlflow.parent]
+    assert len(parents) == 1 and len(children) == 2
+    assert parents[0].data.params["train.lr"] == "0.001"
+    assert parents[0].data.metrics["test.accuracy"] == 0.91
+    assert parents[0].info.status == "FINISHED"
+    history = client.get_metric_history(children[0].info.run_id, "val/acc")
+    assert [(m.step, m.value) for m in history] == [(1, 0.6), (2, 0.7)]
+    assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_abort_marks_open_runs_killed(store):
+    experiment = tracking.init_store(store)
+    mlflow = tracking.MLflowTracker(store, experiment, "exp", {}, {})
+    mlflow.start_fold(0)
+    mlflow.abort("KILLED")
+    statuses = {r.info.status for r in MlflowClient(store).search_runs([experiment])}
+    assert statuses == {"KILLED"}
+
+
+def test_unusable_store_is_a_clear_error(tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(tracking.TunelabError, match="unusable"):
+        tracking.init_store(f"sqlite:///{tmp_path}/a-file/mlflow.db")
