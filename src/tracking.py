@@ -74,7 +74,10 @@ def git_commit() -> str | None:
 
 def run_tags() -> dict[str, str]:
     """Tags linking an MLflow run to its DVC experiment and git commit."""
-    tags = {"dvc.exp_name": os.environ.get("DVC_EXP_NAME", "workspace")}
+    from src.sweeps import parse_name
+    name = os.environ.get("DVC_EXP_NAME", "workspace")
+    tags = {"dvc.exp_name": name}
+    tags |= {f"sweep.{k}" if k != "sweep" else k: v for k, v in (parse_name(name) or {}).items()}
     if os.environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
     commit = git_commit()

@@ -1,0 +1,199 @@
+"""Sweep definitions (sweeps.yaml): load, validate, expand into named DVC experiments.
+
+Pure: no DVC, no files but the YAML it is given. An experiment's name says where it belongs:
+``<sweep>--<config>--s<seed>``, e.g. ``interactions--dropout=0.3,norm=batch--s2``, so
+`dvc exp show` groups by sweep, and train tags the MLflow run from the name alone
+(:func:`parse_name`).
+
+Every configuration is checked against the params schema before anything is queued: a sweep with
+one bad value fails as a whole, naming the sweep, the configuration and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src import params
+from src.errors import ParamError
+
+SEP = "--"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")  # git ref names refuse spaces, ~^:?*[\ and more
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    description: str
+    configs: tuple[dict, ...]  # each: params key -> value (fixed values included)
+    baseline: dict
+    varied: tuple[str, ...]    # the keys that differ between configurations
+
+    def label(self, config: dict) -> str:
+        return config_label({k: config[k] for k in self.varied if k in config})
+
+    @property
+    def baseline_label(self) -> str:
+        return self.label(self.baseline)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    sweep: str
+    config: str  # the configuration's label
+    seed: int
+    overrides: dict  # params key -> value, train.seed included
+
+    @property
+    def name(self) -> str:
+        return f"{self.sweep}{SEP}{self.config}{SEP}s{self.seed}"
+
+    def set_args(self) -> list[str]:
+        """``dvc exp run`` arguments: ``-S key=value`` for every override."""
+        args = []
+        for key, value in self.overrides.items():
+            args += ["-S", f"{key}={format_value(value)}"]
+        return args
+
+
+def format_value(value: Any) -> str:
+    """A value as DVC's -S reads it (YAML): lists in flow style, floats as exact decimals."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        text = repr(value)  # shortest exact round-trip: 0.0003, not 0.00030000000000000003
+        return text if ("e" not in text and "." in text) else f"{value:.17f}".rstrip("0")
+    return str(value)
+
+
+def config_label(config: dict) -> str:
+    """``{"train.dropout": 0.3, "train.norm": "batch"}`` -> ``dropout=0.3,norm=batch``."""
+    if not config:
+        return "base"
+    parts = []
+    for key, value in config.items():
+        shown = "-".join(map(str, value)) if isinstance(value, (list, tuple)) else \
+            format_value(value)
+        parts.append(f"{key.split('.')[-1]}={shown}")
+    return _UNSAFE.sub("-", ",".join(parts))
+
+
+def parse_name(name: str) -> dict[str, str] | None:
+    """``dropout--dropout=0.3--s1`` -> ``{"sweep": "dropout", "config": "dropout=0.3", "seed": "1"}``."""
+    parts = name.split(SEP)
+    if len(parts) != 3 or not re.fullmatch(r"s\d+", parts[2]):
+        return None
+    return {"sweep": parts[0], "config": parts[1], "seed": parts[2][1:]}
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``prepare.train_size=2000`` -> ``("prepare.train_size", 2000)`` (the value read as YAML)."""
+    key, sep, raw = item.partition("=")
+    if not sep or "." not in key:
+        raise ParamError(f"--set {item!r}: expected section.key=value, e.g. train.epochs=2")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ParamError(f"--set {item!r}: the value is not valid YAML") from None
+
+
+def apply(base: dict, overrides: dict) -> dict:
+    """params.yaml content with ``section.key`` overrides applied (a new dict)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        merged.setdefault(section, {})
+        if not isinstance(merged[section], dict):
+            raise ParamError(f"{key}: section {section} is not a mapping")
+        merged[section][name] = value
+    return merged
+
+
+def _configs(name: str, spec: dict) -> list[dict]:
+    fixed = spec.get("fixed") or {}
+    grid = spec.get("grid") or {}
+    listed = spec.get("configs")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ParamError(f"sweep {name}: grid {key} must be a non-empty list of values")
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
+    if listed is not None and not isinstance(listed, list):
+        raise ParamError(f"sweep {name}: configs must be a list of mappings")
+    explicit = [dict(c or {}) for c in (listed or [])]
+    if grid and listed:
+        combos = [c | e for c in combos for e in explicit]  # grid x each listed config
+    else:
+        combos = combos or explicit
+    if not combos:
+        raise ParamError(f"sweep {name}: needs a grid or configs")
+    return [fixed | c for c in combos]
+
+
+def parse_sweep(name: str, spec: Any, base_params: dict) -> Sweep:
+    if not isinstance(spec, dict):
+        raise ParamError(f"sweep {name}: must be a mapping with grid/configs and baseline")
+    unknown = set(spec) - {"description", "grid", "configs", "fixed", "baseline"}
+    if unknown:
+        raise ParamError(f"sweep {name}: unknown field(s) {sorted(unknown)}; allowed: "
+                         f"description, grid, configs, fixed, baseline")
+    if SEP in name or _UNSAFE.search(name):
+        raise ParamError(f"sweep {name!r}: use letters, digits and _ in sweep names")
+    configs = _configs(name, spec)
+    for config in configs:
+        try:
+            params.validate_all(apply(base_params, config))
+        except ParamError as error:
+            raise ParamError(f"sweep {name}, configuration {config_label(config)}: {error}") from None
+    varied = tuple(dict.fromkeys(
+        k for c in configs for k in c if len({repr(d.get(k)) for d in configs}) > 1))
+    baseline = (spec.get("fixed") or {}) | dict(spec.get("baseline") or {})
+
+    def effective(config: dict, key: str):  # a key a configuration leaves out keeps params.yaml's
+        section, _, field = key.partition(".")
+        return config[key] if key in config else (base_params.get(section) or {}).get(field)
+
+    keys = set(varied) | set(baseline)
+    matches = [c for c in configs if all(effective(c, k) == effective(baseline, k) for k in keys)]
+    if len(matches) != 1:
+        raise ParamError(f"sweep {name}: baseline {config_label(spec.get('baseline') or {})} must "
+                         f"match exactly one configuration (it matches {len(matches)})")
+    labels = [config_label({k: c[k] for k in varied if k in c}) for c in configs]
+    if len(set(labels)) != len(labels):
+        raise ParamError(f"sweep {name}: two configurations are identical")
+    return Sweep(name, str(spec.get("description", "")), tuple(configs), matches[0], varied)
+
+
+def load(path: str | Path, base_params: dict) -> dict[str, Sweep]:
+    """All sweeps of a sweeps.yaml, each validated against ``base_params`` (params.yaml)."""
+    data = params.read_yaml(path)
+    return {name: parse_sweep(name, spec, base_params) for name, spec in data.items()}
+
+
+def expand(sweep: Sweep, seeds: int, base_params: dict, extra: dict | None = None) -> list[Experiment]:
+    """Every configuration x seed 0..seeds-1, with ``extra`` (``--set``) applied to each."""
+    if seeds < 1:
+        raise ParamError(f"--seeds {seeds}: must be at least 1")
+    extra = extra or {}  # --set wins over the sweep's own values
+    experiments, refused = [], []
+    for config in sweep.configs:
+        for seed in range(seeds):
+            overrides = config | extra | {"train.seed": seed}
+            experiment = Experiment(sweep.name, sweep.label(config), seed, overrides)
+            try:
+                params.validate_all(apply(base_params, overrides))
+            except ParamError as error:
+                refused.append(f"  {experiment.name}: {error}")
+                continue
+            experiments.append(experiment)
+    if refused:
+        raise ParamError(f"{len(refused)} of {len(refused) + len(experiments)} experiments of sweep "
+                         f"{sweep.name} have invalid params; nothing was queued:\n" + "\n".join(refused))
+    return experiments
