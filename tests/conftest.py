@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from src import data
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Params small enough that a whole pipeline run is import time plus a second of training.
+TINY = {
+    "prepare": {"train_size": 200, "test_size": 100, "cv_folds": 2, "seed": 0},
+    "train": {"conv_channels": [4, 8], "hidden_units": [16], "epochs": 2, "batch_size": 32},
+    "plot": {"misclassified": 9},
+}
 
 
 def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +75,41 @@ def one_torch_thread():
     # when a test starts a subprocess that trains too.
     import torch
     torch.set_num_threads(1)
+
+
+def sh(*args: str, cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if ok:
+        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def make_project(root: Path, overrides: dict, extra_files: dict | None = None) -> tuple[Path, dict]:
+    """A fresh git + DVC repo holding this project's code, params.yaml with ``overrides``, and a
+    synthetic dataset; returns the root and the environment to run commands in."""
+    for item in ("src", "dvc.yaml", ".gitignore", "sweeps.yaml"):
+        source = REPO / item
+        if source.is_dir():
+            shutil.copytree(source, root / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, root / item)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for name, text in (extra_files or {}).items():
+        (root / name).write_text(text)
+    checksums = write_dataset(root.parent / f"{root.name}-fashion")
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "FASHION_MNIST_DIR": str(checksums.parent), "TUNELAB_CHECKSUMS": str(checksums),
+        "TUNELAB_THREADS": "1", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    for inherited in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME"):
+        env.pop(inherited, None)
+    for command in (("git", "init", "-q", "-b", "main"),
+                    ("git", "config", "user.email", "test@example.com"),
+                    ("git", "config", "user.name", "test"), ("dvc", "init", "-q"),
+                    ("git", "add", "-A"), ("git", "commit", "-qm", "init")):
+        sh(*command, cwd=root, env=env)
+    return root, env

@@ -9,31 +9,15 @@ identical metrics when the same params and seed run again.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, write_dataset
+from tests.conftest import TINY, make_project, sh
 
-TINY = {
-    "prepare": {"train_size": 200, "test_size": 100, "cv_folds": 2, "seed": 0},
-    "train": {"conv_channels": [4, 8], "hidden_units": [16], "epochs": 2, "batch_size": 32},
-    "plot": {"misclassified": 9},
-}
 FIGURES = {"learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png",
            "cv_folds.png", "misclassified.png"}
-
-
-def sh(*args: str, cwd: Path, env: dict) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def without_timing(metrics: dict) -> dict:
@@ -42,33 +26,7 @@ def without_timing(metrics: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A fresh git + DVC repo holding this project's code and tiny params."""
-    root = tmp_path_factory.mktemp("project")
-    for item in ("src", "dvc.yaml", ".gitignore"):
-        source = REPO / item
-        if source.is_dir():
-            shutil.copytree(source, root / item, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, root / item)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    checksums = write_dataset(tmp_path_factory.mktemp("fashion"))
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "FASHION_MNIST_DIR": str(checksums.parent), "TUNELAB_CHECKSUMS": str(checksums),
-        "TUNELAB_THREADS": "1", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("DVC_ROOT", None)
-    sh("git", "init", "-q", "-b", "main", cwd=root, env=env)
-    sh("git", "config", "user.email", "test@example.com", cwd=root, env=env)
-    sh("git", "config", "user.name", "test", cwd=root, env=env)
-    sh("dvc", "init", "-q", cwd=root, env=env)
-    sh("git", "add", "-A", cwd=root, env=env)
-    sh("git", "commit", "-qm", "init", cwd=root, env=env)
-    return root, env
+    return make_project(tmp_path_factory.mktemp("project"), TINY)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +49,7 @@ def test_repro_writes_every_output(reproduced):
     assert len((root / "reports/evaluate/cv_folds.csv").read_text().splitlines()) == 3
     assert {p.name for p in (root / "reports/figures").glob("*.png")} == FIGURES
     assert (root / "reports/train/live/plots/metrics/val/acc.tsv").is_file()
-    assert "up to date" in sh("dvc", "status", cwd=root, env=env)
+    assert "up to date" in sh("dvc", "status", cwd=root, env=env).stdout
 
 
 def test_dvc_plots_render(reproduced, tmp_path):
@@ -136,7 +94,7 @@ def test_exp_run_with_a_param_override(reproduced):
     sh("git", "add", "-A", cwd=root, env=env)
     sh("git", "commit", "-qm", "baseline", cwd=root, env=env)
     sh("dvc", "exp", "run", "-n", "drop5", "-S", "train.dropout=0.5", cwd=root, env=env)
-    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=root, env=env))
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=root, env=env).stdout)
     experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]
     drop5 = next(e for e in experiments if e["name"] == "drop5")
     data = drop5["revs"][0]["data"]

@@ -1,0 +1,275 @@
+"""Run the named sweeps of sweeps.yaml on DVC's experiment queue.
+
+    python -m src.sweep list                                  # the sweeps and their sizes
+    python -m src.sweep run dropout --seeds 3 --jobs 2        # queue, run 2 workers, wait, report
+    python -m src.sweep run dropout --seeds 3 --dry-run       # print what would be queued
+    python -m src.sweep run interactions --seeds 5 --set prepare.train_size=20000
+    python -m src.sweep status [NAME]                         # done / diverged / failed / pending
+
+`run` validates every experiment first (nothing is queued if one is invalid), creates the MLflow
+store once (parallel workers would corrupt a fresh SQLite database), queues what is missing with
+``dvc exp run --queue -n <sweep>--<config>--s<seed> -S ...``, starts ``dvc queue start -j J`` with
+$TUNELAB_THREADS = cores / J, shows progress, and exits non-zero naming every failed experiment
+with the tail of its log (DVC's own queue exits 0 when experiments fail). Running it again after an
+interruption queues only what has not succeeded on the current commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from src import errors, params, paths, sweeps, tracking
+from src.errors import TunelabError
+
+SWEEPS_FILE = Path("sweeps.yaml")
+POLL_SECONDS = 5.0
+LOG_TAIL = 15
+
+
+def dvc(*args: str, check: bool = True) -> str:
+    """Run a dvc command; its stdout, or a TunelabError with its output."""
+    done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise TunelabError(f"`dvc {' '.join(args)}` failed:\n{done.stdout}{done.stderr}".rstrip())
+    return done.stdout
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    name: str
+    status: str  # Queued | Running | Success | Failed
+
+
+def parse_queue_status(text: str) -> list[Task]:
+    """Rows of `dvc queue status`: ``<task> <name> <created...> <status>``."""
+    tasks = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[-1] in {"Queued", "Running", "Success", "Failed"}:
+            tasks.append(Task(fields[0], fields[1], fields[-1]))
+    return tasks
+
+
+def start_workers(jobs: int) -> None:
+    """`dvc queue start -j J`. The workers it spawns outlive it and inherit its stdout/stderr: with
+    pipes, waiting for the command would wait for the whole queue, so its output goes to a file."""
+    with tempfile.TemporaryFile("w+") as out:
+        done = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=out,
+                              stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            out.seek(0)
+            raise TunelabError(f"`dvc queue start -j {jobs}` failed:\n{out.read()}".rstrip())
+
+
+def queue_tasks() -> list[Task]:
+    return parse_queue_status(dvc("queue", "status"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    state: str  # completed | diverged | early_stopped... (metrics status) | failed
+    cv_accuracy: float | None
+
+
+def parse_exp_show(shown: list) -> dict[str, Outcome]:
+    """Experiments of the current commit in `dvc exp show --json`, by name."""
+    outcomes = {}
+    for rev in shown:
+        if rev.get("rev") == "workspace":
+            continue
+        for exp in rev.get("experiments") or []:
+            head = exp["revs"][0]
+            name = exp.get("name") or head.get("name")
+            if not name:
+                continue
+            if head.get("error"):
+                outcomes[name] = Outcome(name, "failed", None)
+                continue
+            metrics = ((head.get("data") or {}).get("metrics") or {}).get(str(paths.METRICS), {})
+            data = metrics.get("data") or {}
+            cv = ((data.get("cv") or {}).get("val_accuracy") or {}).get("mean")
+            outcomes[name] = Outcome(name, data.get("status", "failed"), cv)
+    return outcomes
+
+
+def experiment_outcomes() -> dict[str, Outcome]:
+    return parse_exp_show(json.loads(dvc("exp", "show", "--json") or "[]"))
+
+
+def load_sweeps() -> tuple[dict, dict[str, sweeps.Sweep]]:
+    base = params.read_yaml(paths.PARAMS)
+    params.validate_all(base)
+    return base, sweeps.load(SWEEPS_FILE, base)
+
+
+def get_sweep(all_sweeps: dict[str, sweeps.Sweep], name: str) -> sweeps.Sweep:
+    if name not in all_sweeps:
+        raise TunelabError(f"unknown sweep {name!r}; sweeps in {SWEEPS_FILE}: "
+                           f"{', '.join(all_sweeps)}")
+    return all_sweeps[name]
+
+
+def cmd_list(_args) -> None:
+    _, all_sweeps = load_sweeps()
+    width = max(map(len, all_sweeps))
+    print(f"{'sweep':<{width}}  configs  baseline / description")
+    for name, sweep in all_sweeps.items():
+        print(f"{name:<{width}}  {len(sweep.configs):>7}  {sweep.baseline_label}: {sweep.description}")
+    print("\n`--seeds N` runs each configuration N times (train.seed = 0..N-1).")
+
+
+def threads_per_worker(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def progress_line(counts: Counter, total: int, started: float) -> str:
+    finished = counts["Success"] + counts["Failed"]
+    elapsed = time.monotonic() - started
+    eta = f"{elapsed / finished * (total - finished):.0f}s" if finished else "?"
+    return (f"[{elapsed:5.0f}s] done {counts['Success']}, failed {counts['Failed']}, "
+            f"running {counts['Running']}, queued {counts['Queued']} of {total}; ETA {eta}")
+
+
+def wait_for(task_ids: set[str], total: int, poll: float) -> dict[str, Task]:
+    """Poll the queue until none of ``task_ids`` is queued or running; print progress."""
+    started, last = time.monotonic(), ""
+    while True:
+        mine = {t.task_id: t for t in queue_tasks() if t.task_id in task_ids}
+        counts = Counter(t.status for t in mine.values())
+        line = progress_line(counts, total, started)
+        if line.split("]", 1)[1] != last:
+            print(line, flush=True)
+            last = line.split("]", 1)[1]
+        if not counts["Queued"] and not counts["Running"]:
+            return mine
+        time.sleep(poll)
+
+
+def log_tail(name: str, lines: int = LOG_TAIL) -> str:
+    log = [line for line in dvc("queue", "logs", name, check=False).rstrip().splitlines()
+           if "No file hash info found" not in line]  # DVC's noise about not-yet-built outputs
+    return "\n".join("    " + line for line in log[-lines:])
+
+
+def cmd_run(args) -> int:
+    base, all_sweeps = load_sweeps()
+    sweep = get_sweep(all_sweeps, args.name)
+    extra = dict(sweeps.parse_set(item) for item in args.set or [])
+    experiments = sweeps.expand(sweep, args.seeds, base, extra)
+    if args.jobs < 1:
+        raise TunelabError(f"--jobs {args.jobs}: must be at least 1")
+    if args.dry_run:
+        for exp in experiments:
+            print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")
+        print(f"{len(experiments)} experiments ({len(sweep.configs)} configurations x "
+              f"{args.seeds} seeds); nothing queued (--dry-run)")
+        return 0
+
+    done = {n for n, o in experiment_outcomes().items() if o.state != "failed"}
+    pending = {t.name: t for t in queue_tasks() if t.status in ("Queued", "Running")}
+    todo = [e for e in experiments if e.name not in done and e.name not in pending]
+    resumed = [pending[e.name] for e in experiments if e.name in pending]
+    print(f"sweep {sweep.name}: {len(experiments)} experiments; {len(done & {e.name for e in experiments})} "
+          f"already succeeded on this commit, {len(resumed)} still queued, {len(todo)} to queue")
+
+    tracking.init_store()  # before any worker starts: a fresh SQLite store must be created once
+    before = {t.task_id for t in queue_tasks()}
+    for exp in todo:
+        # A failed earlier attempt keeps its name; remove it so the name can be queued again.
+        dvc("queue", "remove", exp.name, check=False)
+        dvc("exp", "run", "--queue", "-n", exp.name, *exp.set_args())
+    new = {t.task_id for t in queue_tasks() if t.task_id not in before}
+    task_ids = new | {t.task_id for t in resumed}
+    if not task_ids:
+        print("nothing to run")
+        return report(sweep, experiments)
+
+    os.environ["TUNELAB_THREADS"] = str(threads_per_worker(args.jobs))
+    start_workers(args.jobs)
+    print(f"started {args.jobs} queue workers ({os.environ['TUNELAB_THREADS']} threads each); "
+          f"Ctrl-C stops waiting, not the workers (`dvc queue stop` does)", flush=True)
+    wait_for(task_ids, len(task_ids), args.poll)
+    return report(sweep, experiments)
+
+
+def report(sweep: sweeps.Sweep, experiments: list[sweeps.Experiment]) -> int:
+    """Print the outcome of every experiment of the sweep; 1 if any failed or is missing."""
+    outcomes = experiment_outcomes()
+    states = Counter()
+    failed = []
+    for exp in experiments:
+        outcome = outcomes.get(exp.name)
+        state = outcome.state if outcome else "failed"
+        states[state] += 1
+        if state == "failed":
+            failed.append(exp.name)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    print(f"sweep {sweep.name}: {summary} (of {len(experiments)})")
+    diverged = [e.name for e in experiments if outcomes.get(e.name) and
+                outcomes[e.name].state == "diverged"]
+    if diverged:
+        print("diverged (recorded, see metrics.json status/reason): " + ", ".join(diverged))
+    for name in failed:
+        print(f"FAILED {name}; last lines of `dvc queue logs {name}`:\n{log_tail(name)}")
+    return 1 if failed else 0
+
+
+def cmd_status(args) -> None:
+    _, all_sweeps = load_sweeps()
+    names = [args.name] if args.name else list(all_sweeps)
+    for name in names:
+        get_sweep(all_sweeps, name)
+    outcomes = experiment_outcomes()
+    tasks = queue_tasks()
+    print(f"{'sweep':<14} {'done':>5} {'diverged':>9} {'failed':>7} {'running':>8} {'queued':>7}")
+    for name in names:
+        prefix = f"{name}{sweeps.SEP}"
+        states = Counter(o.state for n, o in outcomes.items() if n.startswith(prefix))
+        queue = Counter(t.status for t in tasks if t.name.startswith(prefix))
+        done = sum(v for k, v in states.items() if k not in ("failed", "diverged"))
+        print(f"{name:<14} {done:>5} {states['diverged']:>9} {states['failed']:>7} "
+              f"{queue['Running']:>8} {queue['Queued']:>7}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.sweep", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the sweeps in sweeps.yaml and their sizes")
+    run = sub.add_parser("run", help="queue a sweep, run it with parallel workers, report")
+    run.add_argument("name")
+    run.add_argument("--seeds", type=int, default=1, help="replicates per configuration")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a param for every experiment (repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="print what would be queued")
+    run.add_argument("--poll", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
+    status = sub.add_parser("status", help="done / diverged / failed / running / queued per sweep")
+    status.add_argument("name", nargs="?")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.command == "list":
+        cmd_list(args)
+    elif args.command == "status":
+        cmd_status(args)
+    else:
+        code = cmd_run(args)
+        if code:
+            sys.exit(code)
+
+
+if __name__ == "__main__":
+    errors.run(main)

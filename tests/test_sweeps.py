@@ -1,0 +1,134 @@
+"""Sweep definitions: expansion, naming, seeds, validation; parsing DVC's queue and exp output."""
+
+import itertools
+
+import pytest
+import yaml
+
+from src import params, sweep, sweeps
+from src.errors import ParamError
+from tests.conftest import REPO
+
+BASE = params.read_yaml(REPO / "params.yaml")
+
+
+def parse(spec: dict, name="s") -> sweeps.Sweep:
+    return sweeps.parse_sweep(name, spec, BASE)
+
+
+def test_every_sweep_in_the_repo_is_valid():
+    loaded = sweeps.load(REPO / "sweeps.yaml", BASE)
+    expected = {"dropout", "batchnorm", "norm", "conv_dropout", "depth", "depth_deep", "width",
+                "pooling", "interactions", "combined", "mlp_width", "mlp_depth", "batch_size",
+                "lr", "epochs", "optimizer"}
+    assert set(loaded) == expected
+    assert len(loaded["interactions"].configs) == 6 and len(loaded["mlp_width"].configs) == 16
+    assert [c["train.lr"] for c in loaded["lr"].configs] == [0.0001, 0.0003, 0.001, 0.003, 0.01]
+
+
+def test_grid_is_the_cartesian_product_with_fixed_values():
+    s = parse({"grid": {"train.dropout": [0.0, 0.5], "train.norm": ["none", "batch", "layer"]},
+               "fixed": {"train.epochs": 2}, "baseline": {"train.dropout": 0.0, "train.norm": "none"}})
+    pairs = [(c["train.dropout"], c["train.norm"]) for c in s.configs]
+    assert pairs == list(itertools.product([0.0, 0.5], ["none", "batch", "layer"]))
+    assert all(c["train.epochs"] == 2 for c in s.configs)
+    assert s.varied == ("train.dropout", "train.norm")
+    assert s.baseline_label == "dropout=0.0,norm=none"
+
+
+def test_seeds_replicate_every_configuration_and_names_identify_them():
+    s = parse({"grid": {"train.dropout": [0.0, 0.3]}, "baseline": {"train.dropout": 0.3}},
+              name="dropout")
+    exps = sweeps.expand(s, 3, BASE, {"prepare.train_size": 2000})
+    assert len(exps) == 6 and len({e.name for e in exps}) == 6
+    assert exps[0].name == "dropout--dropout=0.0--s0"
+    assert [e.overrides["train.seed"] for e in exps] == [0, 1, 2, 0, 1, 2]
+    assert exps[4].set_args() == ["-S", "train.dropout=0.3", "-S", "prepare.train_size=2000",
+                                  "-S", "train.seed=1"]
+    assert sweeps.parse_name(exps[4].name) == {"sweep": "dropout", "config": "dropout=0.3", "seed": "1"}
+    assert sweeps.parse_name("workspace") is None and sweeps.parse_name("a--b--x1") is None
+
+
+def test_values_are_written_for_dvc_exactly():
+    assert sweeps.format_value(0.0003) == "0.0003"
+    assert sweeps.format_value(1e-05) == "0.00001"
+    assert sweeps.format_value([32, 64]) == "[32, 64]"
+    assert sweeps.format_value(True) == "true"
+    for value in (0.0003, 1e-05, 0.3, 3.0, [1, 2], "batch"):  # DVC reads -S values as YAML
+        assert yaml.safe_load(sweeps.format_value(value)) == value
+
+
+def test_labels_are_valid_git_ref_parts():
+    label = sweeps.config_label({"train.conv_channels": [32, 64], "train.norm": "batch"})
+    assert label == "conv_channels=32-64,norm=batch"
+    assert sweeps.config_label({}) == "base"
+    assert sweeps.config_label({"train.x": "a b:c"}) == "x=a-b-c"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"grid": {"train.dropuot": [0.1]}, "baseline": {}}, "unknown key train.dropuot"),
+    ({"grid": {"train.dropout": [0.1, 1.2]}, "baseline": {"train.dropout": 0.1}},
+     "configuration dropout=1.2: train.dropout = 1.2 is out of range"),
+    ({"grid": {"train.dropout": [0.1, 0.2]}, "baseline": {"train.dropout": 0.3}}, "baseline"),
+    ({"grid": {"train.dropout": []}, "baseline": {}}, "non-empty list"),
+    ({"baseline": {}}, "needs a grid or configs"),
+    ({"grid": {"train.dropout": [0.1]}, "baseline": {}, "seeds": 3}, "unknown field"),
+    ({"configs": [{}, {}], "baseline": {}}, "matches 2"),
+])
+def test_bad_sweeps_are_refused_with_the_sweep_and_key(spec, message):
+    with pytest.raises(ParamError, match="sweep s") as caught:
+        parse(spec)
+    assert message in str(caught.value)
+
+
+def test_set_overrides_win_and_are_validated_naming_every_experiment():
+    s = parse({"grid": {"train.dropout": [0.0, 0.3]}, "baseline": {"train.dropout": 0.3}},
+              name="dropout")
+    with pytest.raises(ParamError) as caught:
+        sweeps.expand(s, 2, BASE, {"train.dropout": 1.5})
+    message = str(caught.value)
+    assert "4 of 4 experiments" in message and "nothing was queued" in message
+    for name in ("dropout--dropout=0.0--s0", "dropout--dropout=0.3--s1"):
+        assert name in message
+    assert sweeps.parse_set("train.lr=1e-3") == ("train.lr", "1e-3")  # validated as a number later
+    assert sweeps.parse_set("train.conv_channels=[8, 16]") == ("train.conv_channels", [8, 16])
+    with pytest.raises(ParamError, match="section.key=value"):
+        sweeps.parse_set("epochs")
+
+
+def test_parse_queue_status():
+    text = """Task     Name                        Created    Status
+b85a03f  dropout--dropout=0.0--s0    01:42 PM   Running
+03799c7  dropout--dropout=0.3--s0    Nov 21     Failed
+c9aa651  dropout--dropout=0.5--s0    01:42 PM   Queued
+
+Worker status: 1 active, 0 idle
+"""
+    tasks = sweep.parse_queue_status(text)
+    assert [(t.task_id, t.status) for t in tasks] == [
+        ("b85a03f", "Running"), ("03799c7", "Failed"), ("c9aa651", "Queued")]
+    assert tasks[1].name == "dropout--dropout=0.3--s0"
+
+
+def test_parse_exp_show_reads_states_and_metrics():
+    metrics = {"reports/evaluate/metrics.json": {"data": {
+        "status": "completed", "cv": {"val_accuracy": {"mean": 0.88}}}}}
+    shown = [
+        {"rev": "workspace", "name": None, "experiments": None},
+        {"rev": "abc", "name": "main", "experiments": [
+            {"name": "a--x--s0", "revs": [{"name": "a--x--s0", "error": None,
+                                          "data": {"metrics": metrics}}]},
+            {"name": "a--y--s0", "revs": [{"name": "a--y--s0", "data": {},
+                                          "error": {"msg": "Experiment run failed"}}]},
+        ]},
+    ]
+    outcomes = sweep.parse_exp_show(shown)
+    assert outcomes["a--x--s0"] == sweep.Outcome("a--x--s0", "completed", 0.88)
+    assert outcomes["a--y--s0"].state == "failed"
+
+
+def test_progress_line_and_threads():
+    from collections import Counter
+    line = sweep.progress_line(Counter(Success=3, Failed=1, Running=2, Queued=4), 10, 0.0)
+    assert "done 3, failed 1, running 2, queued 4 of 10" in line
+    assert sweep.threads_per_worker(64) == 1
