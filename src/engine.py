@@ -44,7 +44,7 @@ class FitResult:
 
 def to_tensor(images, mean: float, std: float) -> torch.Tensor:
     """uint8 (N, 28, 28) -> normalised float32 (N, 1, 28, 28), channels_last."""
-    x = torch.as_tensor(images).to(torch.float32).div_(255.0).sub_(mean).div_(std)
+    x = torch.tensor(images, dtype=torch.float32).div_(255.0).sub_(mean).div_(std)  # a copy
     return x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
 
 
@@ -114,6 +114,31 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
             (logits.argmax(1) == y).float().mean().item())
 
 
+def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, schedule,
+                cfg: TrainParams, generator: torch.Generator) -> tuple[float, float]:
+    """One pass over (x, y) in shuffled mini-batches; returns (mean loss, accuracy) as measured
+    on the fly (train mode, augmented batches)."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator)
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.long)
+    for i in range(0, len(order), cfg.batch_size):
+        idx = order[i:i + cfg.batch_size]
+        xb = augment(x[idx], generator, cfg.hflip, cfg.crop_pad)  # (B, 1, 28, 28)
+        yb = y[idx]
+        with _autocast(cfg.precision):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        # Accumulate on tensors: a .item() per batch would force a sync and cost time.
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == yb).sum()
+    return loss_sum.item() / len(order), correct.item() / len(order)
+
+
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
         y_val: torch.Tensor, cfg: TrainParams, seed: int,
         on_epoch: Callable[[dict], None] | None = None) -> FitResult:
@@ -122,35 +147,17 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
     torch.manual_seed(seed)  # dropout masks draw from the global generator
     model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
-    schedule = make_schedule(optimizer, cfg, steps_per_epoch)
+    schedule = make_schedule(optimizer, cfg, math.ceil(len(x_train) / cfg.batch_size))
     result = FitResult()
     best_val_loss, stale = math.inf, 0
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            xb = augment(x_train[idx], generator, cfg.hflip, cfg.crop_pad)  # (B, 1, 28, 28)
-            yb = y_train[idx]
-            with _autocast(cfg.precision):
-                logits = model(xb)
-            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            # Accumulate on tensors: a .item() per batch would synchronise and cost ~5%.
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
-        train_loss = loss_sum.item() / len(order)
+        train_loss, train_acc = train_epoch(model, x_train, y_train, optimizer, schedule, cfg,
+                                            generator)
         val_loss, val_acc = loss_and_accuracy(predict(model, x_val, cfg.precision), y_val)
-        row = {"epoch": epoch, "train_loss": train_loss,
-               "train_acc": correct.item() / len(order), "val_loss": val_loss, "val_acc": val_acc,
+        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+               "val_loss": val_loss, "val_acc": val_acc,
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         result.history.append(row)
         if on_epoch is not None:

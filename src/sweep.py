@@ -142,15 +142,16 @@ def progress_line(counts: Counter, total: int, started: float) -> str:
 
 
 def wait_for(task_ids: set[str], total: int, poll: float) -> dict[str, Task]:
-    """Poll the queue until none of ``task_ids`` is queued or running; print progress."""
-    started, last = time.monotonic(), ""
+    """Poll the queue until none of ``task_ids`` is queued or running; print progress when the
+    counts change, and at least once a minute."""
+    started = time.monotonic()
+    last_counts, last_print = None, 0.0
     while True:
         mine = {t.task_id: t for t in queue_tasks() if t.task_id in task_ids}
         counts = Counter(t.status for t in mine.values())
-        line = progress_line(counts, total, started)
-        if line.split("]", 1)[1] != last:
-            print(line, flush=True)
-            last = line.split("]", 1)[1]
+        if counts != last_counts or time.monotonic() - last_print > 60:
+            print(progress_line(counts, total, started), flush=True)
+            last_counts, last_print = counts, time.monotonic()
         if not counts["Queued"] and not counts["Running"]:
             return mine
         time.sleep(poll)

@@ -1,0 +1,144 @@
+"""Benchmark (not a test): training throughput of the reference CNN on this machine.
+
+Times, in one process and interleaved round by round (so drift in clock speed or background load
+hits every variant alike):
+  (a) usual  : the usual PyTorch style: a per-sample Dataset doing PIL image -> tensor ->
+               normalise, DataLoader(batch_size=64, shuffle=True), fp32, NCHW;
+  (b) fp32   : tunelab's loop (src/engine.py: whole-tensor batches, channels_last), fp32;
+  (c) bf16   : the same with `precision: bf16` (CPU autocast; the loss stays fp32).
+Prints one `name=value` per line: samples/s (median over rounds), seconds per 60,000-sample epoch,
+achieved GFLOP/s (training FLOPs counted from the model's layers), and speed-ups over (a).
+
+Run:  .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--samples 6400] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src import data, engine, models, paths  # noqa: E402
+from src.params import TrainParams  # noqa: E402
+from src.train import model_args  # noqa: E402
+
+EPOCH = 60_000
+
+
+class UsualDataset(torch.utils.data.Dataset):
+    """The per-sample pipeline most tutorials use (torchvision's ToTensor + Normalize, by hand)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: float, std: float):
+        self.images, self.labels, self.mean, self.std = images, labels, mean, std
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = Image.fromarray(self.images[i], mode="L")
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).unsqueeze(0)
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def usual_run(model, loader, optimizer, n_batches: int) -> int:
+    model.train()
+    seen = 0
+    for i, (xb, yb) in enumerate(loader):
+        if i == n_batches:
+            break
+        optimizer.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+        seen += len(yb)
+    return seen
+
+
+def training_flops_per_sample(model: torch.nn.Module) -> float:
+    """2 FLOPs per multiply-add of every conv and linear layer, x3 for forward + backward."""
+    macs = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            macs.append(output[0].numel() * k)
+        elif isinstance(module, torch.nn.Linear):
+            macs.append(module.in_features * module.out_features)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 1, 28, 28))
+    for h in handles:
+        h.remove()
+    return 3 * 2 * float(sum(macs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=6400, help="training samples per timing")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    arrays = data.load(data.locate(paths.RAW))
+    images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int64)
+    mean, std = float(images.mean() / 255), float(images.std() / 255)
+    x = engine.to_tensor(images, mean, std)
+    y = torch.as_tensor(labels)
+    n_batches = args.samples // 64
+    torch.manual_seed(0)
+
+    usual_model = models.build("cnn", **model_args(TrainParams()))
+    usual_opt = torch.optim.Adam(usual_model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(UsualDataset(images, labels, mean, std), batch_size=64,
+                                         shuffle=True)
+    variants = {}
+    for precision in ("fp32", "bf16"):
+        cfg = TrainParams(precision=precision)
+        model = models.build("cnn", **model_args(cfg)).to(memory_format=torch.channels_last)
+        optimizer = engine.make_optimizer(model, cfg)
+        variants[precision] = (model, optimizer, engine.make_schedule(optimizer, cfg, 1), cfg)
+    generator = torch.Generator().manual_seed(0)
+
+    def tunelab_run(precision: str) -> int:
+        model, optimizer, schedule, cfg = variants[precision]
+        start = int(torch.randint(0, len(x) - args.samples, (1,), generator=generator))
+        part = slice(start, start + n_batches * 64)
+        engine.train_epoch(model, x[part], y[part], optimizer, schedule, cfg, generator)
+        return n_batches * 64
+
+    runs = {"usual": lambda: usual_run(usual_model, loader, usual_opt, n_batches),
+            "fp32": lambda: tunelab_run("fp32"), "bf16": lambda: tunelab_run("bf16")}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(args.rounds + 1):  # round 0 warms up (allocator, oneDNN kernels)
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            seen = run()
+            if round_:
+                rates[name].append(seen / (time.perf_counter() - t0))
+
+    flops = training_flops_per_sample(usual_model)
+    print(f"machine_threads={args.threads}")
+    print(f"rounds={args.rounds}")
+    print(f"samples_per_timing={n_batches * 64}")
+    print(f"train_mflop_per_sample={flops / 1e6:.1f}")
+    base = statistics.median(rates["usual"])
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        print(f"{name}.samples_per_s={rate:.0f}")
+        print(f"{name}.spread_min_max={min(values):.0f}-{max(values):.0f}")
+        print(f"{name}.seconds_per_60k_epoch={EPOCH / rate:.1f}")
+        print(f"{name}.gflop_per_s={rate * flops / 1e9:.1f}")
+        print(f"{name}.speedup_vs_usual={rate / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
