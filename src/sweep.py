@@ -35,9 +35,15 @@ POLL_SECONDS = 5.0
 LOG_TAIL = 15
 
 
-def dvc(*args: str, check: bool = True) -> str:
-    """Run a dvc command; its stdout, or a TunelabError with its output."""
-    done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+def dvc(*args: str, check: bool = True, lock_wait: float = 120.0) -> str:
+    """Run a dvc command; its stdout, or a TunelabError with its output. While another DVC process
+    (a second sweep, a worker committing) holds the repository lock, wait and retry."""
+    deadline = time.monotonic() + lock_wait
+    while True:
+        done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+        if "Unable to acquire lock" not in done.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     if check and done.returncode != 0:
         raise TunelabError(f"`dvc {' '.join(args)}` failed:\n{done.stdout}{done.stderr}".rstrip())
     return done.stdout
@@ -71,8 +77,31 @@ def start_workers(jobs: int) -> None:
             raise TunelabError(f"`dvc queue start -j {jobs}` failed:\n{out.read()}".rstrip())
 
 
+def parse_active_workers(text: str) -> int:
+    """``Worker status: 2 active, 0 idle`` -> 2 (0 when the line is missing)."""
+    for line in text.splitlines():
+        if line.startswith("Worker status:"):
+            return int(line.split(":")[1].split()[0])
+    return 0
+
+
+def queue_state() -> tuple[list[Task], int]:
+    text = dvc("queue", "status")
+    return parse_queue_status(text), parse_active_workers(text)
+
+
 def queue_tasks() -> list[Task]:
-    return parse_queue_status(dvc("queue", "status"))
+    return queue_state()[0]
+
+
+def clear_orphans(tasks: list[Task], workers: int) -> list[Task]:
+    """Tasks DVC still lists as Running although no worker is alive (a worker was SIGKILLed): the
+    experiment finished or died with it. `dvc queue kill` clears the entry (and ends the run if it
+    is still going), so the sweep can count or re-queue it. Returns the cleared tasks."""
+    orphans = [t for t in tasks if t.status == "Running"] if workers == 0 else []
+    for task in orphans:
+        dvc("queue", "kill", task.name, check=False)
+    return orphans
 
 
 @dataclass(frozen=True)
@@ -141,19 +170,32 @@ def progress_line(counts: Counter, total: int, started: float) -> str:
             f"running {counts['Running']}, queued {counts['Queued']} of {total}; ETA {eta}")
 
 
-def wait_for(task_ids: set[str], total: int, poll: float) -> dict[str, Task]:
+def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str, Task]:
     """Poll the queue until none of ``task_ids`` is queued or running; print progress when the
-    counts change, and at least once a minute."""
+    counts change, and at least once a minute. If every worker died (killed, OOM), clear the
+    runs they left as Running and start workers again for what is still queued."""
     started = time.monotonic()
-    last_counts, last_print = None, 0.0
+    last_counts, last_print, idle_polls = None, 0.0, 0
     while True:
-        mine = {t.task_id: t for t in queue_tasks() if t.task_id in task_ids}
+        tasks, workers = queue_state()
+        mine = {t.task_id: t for t in tasks if t.task_id in task_ids}
         counts = Counter(t.status for t in mine.values())
         if counts != last_counts or time.monotonic() - last_print > 60:
             print(progress_line(counts, total, started), flush=True)
             last_counts, last_print = counts, time.monotonic()
         if not counts["Queued"] and not counts["Running"]:
             return mine
+        # Workers take a few seconds to register: act only on two polls in a row without any.
+        idle_polls = idle_polls + 1 if workers == 0 else 0
+        if idle_polls >= 2:
+            for task in clear_orphans(list(mine.values()), workers):
+                print(f"{task.name}: its worker died; the run is cleared (re-run the sweep to "
+                      f"repeat it if it did not finish)", flush=True)
+                task_ids.discard(task.task_id)
+            if counts["Queued"]:
+                print("no queue worker is alive: starting workers again", flush=True)
+                start_workers(jobs)
+            idle_polls = 0
         time.sleep(poll)
 
 
@@ -177,14 +219,18 @@ def cmd_run(args) -> int:
               f"{args.seeds} seeds); nothing queued (--dry-run)")
         return 0
 
+    tasks, workers = queue_state()
+    orphans = {t.task_id for t in clear_orphans(tasks, workers)}
     done = {n for n, o in experiment_outcomes().items() if o.state != "failed"}
-    pending = {t.name: t for t in queue_tasks() if t.status in ("Queued", "Running")}
+    pending = {t.name: t for t in tasks
+               if t.status in ("Queued", "Running") and t.task_id not in orphans}
     todo = [e for e in experiments if e.name not in done and e.name not in pending]
     resumed = [pending[e.name] for e in experiments if e.name in pending]
     print(f"sweep {sweep.name}: {len(experiments)} experiments; {len(done & {e.name for e in experiments})} "
           f"already succeeded on this commit, {len(resumed)} still queued, {len(todo)} to queue")
 
-    tracking.init_store()  # before any worker starts: a fresh SQLite store must be created once
+    with tracking.store_lock():  # two sweeps starting at once must not both create the store
+        tracking.init_store()  # before any worker starts: a fresh SQLite store is created once
     before = {t.task_id for t in queue_tasks()}
     for exp in todo:
         # A failed earlier attempt keeps its name; remove it so the name can be queued again.
@@ -200,7 +246,7 @@ def cmd_run(args) -> int:
     start_workers(args.jobs)
     print(f"started {args.jobs} queue workers ({os.environ['TUNELAB_THREADS']} threads each); "
           f"Ctrl-C stops waiting, not the workers (`dvc queue stop` does)", flush=True)
-    wait_for(task_ids, len(task_ids), args.poll)
+    wait_for(task_ids, len(task_ids), args.poll, args.jobs)
     return report(sweep, experiments)
 
 

@@ -64,6 +64,12 @@ def init_store(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
         raise TunelabError(f"MLflow tracking store {uri} is unusable: {error}") from error
 
 
+def store_lock():
+    """An inter-process lock beside the default store, held while a sweep creates it."""
+    from filelock import FileLock
+    return FileLock(str(repo_root() / ".mlflow.db.lock"))
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)

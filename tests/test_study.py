@@ -1,0 +1,367 @@
+"""The study report: its pure pieces on hand-built experiments, checked against scipy and
+statsmodels directly; the `dvc exp show --json` parser on a hand-written sample; and one end-to-end
+run of a real 2-worker sweep followed by `python -m src.study`."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from src import params, study, sweeps
+from src.errors import TunelabError
+from tests.conftest import REPO, TINY, make_project, sh
+
+BASE = params.read_yaml(REPO / "params.yaml")
+DROPOUT = sweeps.parse_sweep("dropout", {"grid": {"train.dropout": [0.0, 0.3, 0.5]},
+                                         "baseline": {"train.dropout": 0.3}}, BASE)
+GRID = sweeps.parse_sweep("inter", {"grid": {"train.dropout": [0.0, 0.5],
+                                             "train.norm": ["none", "batch"]},
+                                    "baseline": {"train.dropout": 0.0, "train.norm": "none"}}, BASE)
+
+
+def experiments(rows, sweep=DROPOUT) -> pd.DataFrame:
+    """(config, seed, cv accuracy[, state]) -> an experiments frame as study.experiments_frame
+    makes it; test accuracy is cv - 0.01 and the train-val gap 0.05."""
+    records = []
+    for i, (config, seed, cv, *state) in enumerate(rows):
+        records.append({
+            "name": f"{sweep.name}--{config}--s{seed}", "rev": f"rev{i}", "timestamp": "",
+            "sweep": sweep.name, "config": config, "name_config": config, "seed": seed,
+            "state": state[0] if state else "completed", "reason": "loss nan" if state else "",
+            "others": "", "cv_accuracy": cv, "test_accuracy": cv - 0.01, "params": 1000.0,
+            "seconds_per_epoch": 2.0, "train_val_gap": 0.05})
+    return pd.DataFrame(records, columns=study.COLUMNS)
+
+
+def row(summary: pd.DataFrame, config: str) -> pd.Series:
+    return summary.set_index("config").loc[config]
+
+
+# --- summary -------------------------------------------------------------------------------------
+
+def test_summary_gives_mean_std_ci_and_n_per_configuration():
+    values = {"dropout=0.0": [0.80, 0.82, 0.83], "dropout=0.3": [0.85, 0.87, 0.86, 0.84],
+              "dropout=0.5": [0.88, 0.86]}
+    frame = experiments([(c, s, v) for c, vs in values.items() for s, v in enumerate(vs)])
+    summary = study.summary_table(frame, DROPOUT)
+    assert summary["config"].tolist() == ["dropout=0.0", "dropout=0.3", "dropout=0.5"]
+    assert summary["train.dropout"].tolist() == ["0.0", "0.3", "0.5"]
+    for config, vs in values.items():
+        got, vs = row(summary, config), np.array(vs)
+        low, high = sps.t.interval(0.95, len(vs) - 1, loc=vs.mean(), scale=sps.sem(vs))
+        assert got["n"] == len(vs)
+        assert got["cv_mean"] == pytest.approx(vs.mean())
+        assert got["cv_std"] == pytest.approx(vs.std(ddof=1))
+        assert (got["cv_ci_low"], got["cv_ci_high"]) == pytest.approx((low, high))
+        assert got["test_mean"] == pytest.approx(vs.mean() - 0.01)
+        assert got["train_mean"] == pytest.approx(vs.mean() + 0.05)  # val + train-val gap
+        assert got["params"] == 1000 and got["seconds_per_epoch"] == 2.0
+    assert row(summary, "dropout=0.3")["verdict"] == "baseline"
+
+
+def hedges_g(c, b) -> float:
+    n1, n2 = len(c), len(b)
+    dof = n1 + n2 - 2
+    pooled = math.sqrt(((n1 - 1) * np.var(c, ddof=1) + (n2 - 1) * np.var(b, ddof=1)) / dof)
+    return (np.mean(c) - np.mean(b)) / pooled * (1 - 3 / (4 * dof - 1))
+
+
+def test_comparisons_match_scipy_and_statsmodels():
+    base = [0.850, 0.862, 0.841, 0.858, 0.866]             # seeds 0-4
+    paired = [0.861, 0.870, 0.850, 0.872, 0.869]           # seeds 0-4: paired
+    welch = [0.836, 0.848, 0.829, 0.851]                   # seeds 0-3: Welch
+    rows = [("dropout=0.3", s, v) for s, v in enumerate(base)]
+    rows += [("dropout=0.0", s, v) for s, v in enumerate(paired)]
+    rows += [("dropout=0.5", s, v) for s, v in enumerate(welch)]
+    frame = experiments(rows).sample(frac=1.0, random_state=3)  # pairing goes by seed, not order
+    summary = study.summary_table(frame, DROPOUT)
+
+    rel = sps.ttest_rel(paired, base)
+    ind = sps.ttest_ind(welch, base, equal_var=False)
+    holm = multipletests([rel.pvalue, ind.pvalue], method="holm")[1]
+    d = np.subtract(paired, base)
+    for config, res, p_holm, effect, test in (
+            ("dropout=0.0", rel, holm[0], d.mean() / d.std(ddof=1), "paired"),
+            ("dropout=0.5", ind, holm[1], hedges_g(welch, base), "welch")):
+        got, ci = row(summary, config), res.confidence_interval(0.95)
+        assert got["test_used"] == test
+        assert got["p_value"] == pytest.approx(res.pvalue, rel=1e-12)
+        assert got["p_holm"] == pytest.approx(p_holm, rel=1e-12)
+        assert (got["diff_ci_low"], got["diff_ci_high"]) == pytest.approx((ci.low, ci.high))
+        assert got["effect_size"] == pytest.approx(effect)
+        n_c = 5 if test == "paired" else 4
+        expected = ("better" if got["diff"] > 0 else "worse") if p_holm < 0.05 else \
+            f"no detectable difference at n = {n_c} vs 5"
+        assert got["verdict"] == expected
+    assert row(summary, "dropout=0.0")["diff"] == pytest.approx(np.mean(paired) - np.mean(base))
+    assert row(summary, "dropout=0.0")["verdict"] == "better"  # p_holm ~ 0.02: not a borderline
+
+
+def test_paired_only_when_the_seed_sets_are_equal():
+    base = [("dropout=0.3", s, v) for s, v in zip((0, 1, 2), (0.85, 0.86, 0.84))]
+    shifted = [("dropout=0.0", s, v) for s, v in zip((1, 2, 3), (0.80, 0.83, 0.81))]
+    same = [("dropout=0.5", s, v) for s, v in zip((2, 0, 1), (0.87, 0.88, 0.86))]
+    summary = study.summary_table(experiments(base + shifted + same), DROPOUT)
+    assert row(summary, "dropout=0.0")["test_used"] == "welch"
+    assert row(summary, "dropout=0.5")["test_used"] == "paired"
+    # aligned by seed: 0.88-0.85, 0.86-0.86, 0.87-0.84
+    expected = sps.ttest_rel([0.88, 0.86, 0.87], [0.85, 0.86, 0.84]).pvalue
+    assert row(summary, "dropout=0.5")["p_value"] == pytest.approx(expected)
+
+
+def test_fewer_than_two_seeds_are_not_tested_and_said_so():
+    frame = experiments([("dropout=0.3", s, v) for s, v in enumerate((0.85, 0.86, 0.84))] +
+                        [("dropout=0.0", 0, 0.80)] +
+                        [("dropout=0.5", s, v) for s, v in enumerate((0.88, 0.86, 0.89))])
+    summary = study.summary_table(frame, DROPOUT)
+    one = row(summary, "dropout=0.0")
+    assert one["n"] == 1 and one["test_used"] == "none" and math.isnan(one["p_value"])
+    assert math.isnan(one["cv_std"]) and math.isnan(one["cv_ci_low"])
+    assert one["verdict"] == "not tested (n < 2: n = 1 vs 3)"
+    tested = row(summary, "dropout=0.5")  # the only test: Holm leaves its p as it is
+    assert tested["p_holm"] == pytest.approx(tested["p_value"])
+    report = study.render_report(DROPOUT, frame, summary, None, "", [])
+    assert "dropout=0.0: not tested (n < 2: n = 1 vs 3)" in report
+    assert "`dropout=0.0`: n = 1, too few seeds for a test" in report
+    assert "missing: `dropout--dropout=0.0--s1`" in report
+
+    lone_baseline = study.summary_table(frame[~frame["name"].str.contains("0.3--s[12]")], DROPOUT)
+    assert (lone_baseline["test_used"] == ["none", "baseline", "none"]).all()
+    assert lone_baseline["p_holm"].isna().all()
+    nothing = study.summary_table(frame[frame["config"] != "dropout=0.5"], DROPOUT)
+    assert row(nothing, "dropout=0.5")["verdict"] == "not tested (n = 0 vs 3)"
+
+
+def test_diverged_and_failed_experiments_are_listed_and_excluded():
+    frame = experiments([("dropout=0.3", s, v) for s, v in enumerate((0.85, 0.86, 0.84))] +
+                        [("dropout=0.5", 0, 0.80), ("dropout=0.5", 1, 0.81),
+                         ("dropout=0.5", 2, 0.99, "diverged"),  # a value it must not use
+                         ("dropout=0.0", 0, math.nan, "failed"), ("dropout=0.0", 1, 0.83)])
+    summary = study.summary_table(frame, DROPOUT)
+    got = row(summary, "dropout=0.5")
+    assert got["n"] == 2 and got["n_diverged"] == 1 and got["cv_mean"] == pytest.approx(0.805)
+    assert got["test_used"] == "welch"  # seeds {0, 1} vs {0, 1, 2}
+    assert row(summary, "dropout=0.0")["n_failed"] == 1
+    report = study.render_report(DROPOUT, frame, summary, None, "", [])
+    assert "diverged (excluded): `dropout--dropout=0.5--s2` (loss nan)" in report
+    assert "failed: `dropout--dropout=0.0--s0`" in report
+
+
+# --- ANOVA ---------------------------------------------------------------------------------------
+
+def test_anova_runs_for_a_two_factor_grid_only(monkeypatch):
+    calls = []
+    original = study.stats.two_way_anova
+
+    def spy(frame, a, b, response):
+        calls.append((a, b, response, len(frame)))
+        return original(frame, a, b, response)
+
+    monkeypatch.setattr(study.stats, "two_way_anova", spy)
+    rng = np.random.default_rng(0)
+    grid = experiments([(GRID.label(c), s, 0.8 + 0.05 * (c["train.norm"] == "batch") +
+                         rng.normal(0, 0.01)) for c in GRID.configs for s in range(3)], GRID)
+    files = study.build_study(GRID, grid)
+    assert calls == [("dropout", "norm", "cv_accuracy", 12)]
+    assert "interactions_heatmap.png" in files
+    report = files["report.md"]
+    assert "## Two-way ANOVA" in report and "interaction dropout:norm" in report
+    assert "main effect of norm: detectable" in report
+
+    calls.clear()
+    one = experiments([(DROPOUT.label(c), s, 0.8 + rng.normal(0, 0.01))
+                       for c in DROPOUT.configs for s in range(3)])
+    files = study.build_study(DROPOUT, one)
+    assert calls == [] and "ANOVA" not in files["report.md"]
+    assert sorted(files) == ["dropout_impact.png", "experiments.csv", "pareto.png", "report.md",
+                             "summary.csv", "top_configurations.png"]
+
+
+# --- collecting ----------------------------------------------------------------------------------
+
+def exp_show_entry(name, params_train, metrics=None, error=None, timestamp="2026-11-22T10:00:00",
+                   rev="r"):
+    data = {"rev": rev, "timestamp": timestamp,
+            "params": {"params.yaml": {"data": {"prepare": {"cv_folds": 5},
+                                                "train": params_train}}}}
+    if metrics is not None:
+        data["metrics"] = {"reports/evaluate/metrics.json": {"data": metrics}}
+    return {"name": name, "revs": [{"rev": rev, "name": name, "error": error,
+                                    "data": data if error is None else {}}]}
+
+
+def metrics(cv, test=0.8, status="completed"):
+    return {"status": status, "test": {"accuracy": test}, "cv": {
+        "val_accuracy": {"mean": cv}, "train_val_gap": 0.04},
+        "model": {"params": 421834}, "time": {"seconds_per_epoch": 2.5}}
+
+
+def test_experiments_frame_parses_exp_show_json():
+    commit_params = {"params": {"params.yaml": {"data": {"train": {"dropout": 0.3, "seed": 0}}}}}
+    shown = [
+        {"rev": "workspace", "name": None, "data": commit_params, "experiments": None},
+        {"rev": "c1", "name": "main", "data": commit_params, "experiments": [
+            exp_show_entry("dropout--dropout=0.5--s0", {"dropout": 0.5, "seed": 0},
+                           metrics(0.86), rev="a"),
+            # the name says 0.5, the params 0.0: the params win
+            exp_show_entry("dropout--dropout=0.5--s1", {"dropout": 0.0, "seed": 1},
+                           metrics(0.84), rev="b"),
+            exp_show_entry("dropout--dropout=0.0--s0", {"dropout": 0.0, "seed": 0},
+                           {"status": "diverged", "reason": "fold 0: loss nan", "test":
+                            {"accuracy": None}, "cv": {"val_accuracy": {"mean": None}}}, rev="c"),
+            exp_show_entry("dropout--dropout=0.3--s0", {}, error={"msg": "Experiment run failed"},
+                           rev="d"),
+            exp_show_entry("lr--lr=0.01--s0", {"lr": 0.01, "seed": 0}, metrics(0.7)),  # other sweep
+            exp_show_entry("exp-1a2b3", {"dropout": 0.3}, metrics(0.7)),  # not a sweep's name
+            exp_show_entry("dropout--dropout=0.3--s1", {"dropout": 0.3, "seed": 1}, metrics(0.81),
+                           timestamp="2026-11-22T09:00:00", rev="old"),
+        ]},
+        {"rev": "c0", "name": None, "data": commit_params, "experiments": [
+            exp_show_entry("dropout--dropout=0.5--s0", {"dropout": 0.5, "seed": 0}, metrics(0.5),
+                           timestamp="2026-11-21T10:00:00", rev="older"),
+            exp_show_entry("dropout--dropout=0.3--s1", {"dropout": 0.3, "seed": 1}, metrics(0.85),
+                           timestamp="2026-11-22T11:00:00", rev="newer"),
+        ]},
+    ]
+    frame = study.experiments_frame(shown, DROPOUT).set_index("name")
+    assert sorted(frame.index) == ["dropout--dropout=0.0--s0", "dropout--dropout=0.3--s0",
+                                   "dropout--dropout=0.3--s1", "dropout--dropout=0.5--s0",
+                                   "dropout--dropout=0.5--s1"]
+    ok = frame.loc["dropout--dropout=0.5--s0"]
+    assert (ok["rev"], ok["config"], ok["seed"]) == ("a", "dropout=0.5", 0)
+    assert ok["state"] == "completed"
+    assert (ok["cv_accuracy"], ok["test_accuracy"], ok["train_val_gap"]) == (0.86, 0.8, 0.04)
+    assert (ok["params"], ok["seconds_per_epoch"]) == (421834, 2.5)
+    misnamed = frame.loc["dropout--dropout=0.5--s1"]
+    assert (misnamed["config"], misnamed["name_config"]) == ("dropout=0.0", "dropout=0.5")
+    diverged = frame.loc["dropout--dropout=0.0--s0"]
+    assert diverged["state"] == "diverged" and math.isnan(diverged["cv_accuracy"])
+    assert diverged["reason"] == "fold 0: loss nan"
+    failed = frame.loc["dropout--dropout=0.3--s0"]
+    assert (failed["state"], failed["config"], failed["reason"]) == (
+        "failed", "dropout=0.3", "Experiment run failed")
+    assert frame.loc["dropout--dropout=0.3--s1", "rev"] == "newer"  # newest of a repeated name
+    assert study.usable(frame.reset_index())["name"].tolist() == [
+        "dropout--dropout=0.5--s0", "dropout--dropout=0.5--s1", "dropout--dropout=0.3--s1"]
+
+
+def test_labels_are_recomputed_from_params_with_the_commits_defaults():
+    combined = sweeps.parse_sweep("combined", {"configs": [{}, {"train.dropout": 0.5}],
+                                               "baseline": {}}, BASE)
+    defaults = {"params": {"params.yaml": {"data": {"train": {"dropout": 0.3}}}}}
+    shown = [{"rev": "c1", "data": defaults, "experiments": [
+        exp_show_entry("combined--base--s0", {"dropout": 0.3, "seed": 0}, metrics(0.8)),
+        exp_show_entry("combined--dropout=0.5--s0", {"dropout": 0.5, "seed": 0}, metrics(0.8)),
+        exp_show_entry("combined--base--s1", {"dropout": 0.7, "seed": 1, "epochs": 3},
+                       metrics(0.8)),
+    ]}]
+    frame = study.experiments_frame(shown, combined).set_index("name")
+    assert frame["config"].tolist() == ["base", "dropout=0.5", "dropout=0.7"]
+    summary = study.summary_table(frame.reset_index(), combined)
+    report = study.render_report(combined, frame.reset_index(), summary, None, "", [])
+    assert "`combined--base--s1` is named base but its params make it dropout=0.7" in report
+    assert "WARNING: experiments differ in `train.epochs`" in report
+
+
+def test_no_completed_experiments_is_a_clear_error():
+    with pytest.raises(TunelabError) as empty:
+        study.require_completed(experiments([]), DROPOUT)
+    assert str(empty.value) == ("sweep dropout has no completed experiments on the current commit: "
+                                "run `python -m src.sweep run dropout --seeds 3` first")
+    failed = experiments([("dropout=0.3", 0, math.nan, "failed"),
+                          ("dropout=0.5", 0, 0.9, "diverged")])
+    with pytest.raises(TunelabError, match=r"dropout has no completed .* \(1 failed, 1 diverged\)"):
+        study.require_completed(failed, DROPOUT)
+
+
+def test_report_reads_in_plain_words():
+    frame = experiments([(c, s, v) for c, vs in (("dropout=0.3", (0.85, 0.86, 0.84)),
+                                                  ("dropout=0.5", (0.855, 0.852, 0.846)),
+                                                  ("dropout=0.0", (0.80, 0.815, 0.79)))
+                         for s, v in enumerate(vs)])
+    summary = study.summary_table(frame, DROPOUT)
+    report = study.render_report(DROPOUT, frame, summary, None, "", ["dropout_impact.png"])
+    r = row(summary, "dropout=0.5")
+    line = (f"dropout=0.5: no detectable difference from dropout=0.3 at n = 3 vs 3 "
+            f"(diff {100 * r['diff']:+.2f} points, 95% CI {100 * r['diff_ci_low']:+.2f}…"
+            f"{100 * r['diff_ci_high']:+.2f}, p_holm = {r['p_holm']:.2g})")
+    assert line in report
+    assert "dropout=0.0: worse than dropout=0.3 at n = 3 vs 3" in report
+    assert "test set only confirms the chosen configuration; it was not used to rank" in report
+    assert "![dropout_impact.png](dropout_impact.png)" in report
+    assert "Best by CV validation accuracy: `dropout=0.5`, 0.8510" in report
+    assert "| **dropout=0.3** | 3 | 0.8500 ± 0.0100 |" in report
+
+
+def test_write_outputs_replaces_the_folder_content(tmp_path):
+    (tmp_path / "stale.png").write_text("old")
+    study.write_outputs(tmp_path, {"report.md": "# new\n", "summary.csv": pd.DataFrame({"a": [1]})})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "summary.csv"]
+    assert (tmp_path / "summary.csv").read_text() == "a\n1\n"
+
+
+# --- end to end ----------------------------------------------------------------------------------
+
+SWEEPS = """
+tiny:
+  description: BatchNorm or not, on synthetic data
+  grid: {train.norm: [batch, none]}
+  baseline: {train.norm: batch}
+empty:
+  grid: {train.epochs: [1, 2]}
+  baseline: {train.epochs: 1}
+"""
+
+
+@pytest.mark.slow  # 80-140 s on 2 busy cores, almost all of it the sweep itself
+def test_study_of_a_real_two_worker_sweep(tmp_path):
+    from mlflow.tracking import MlflowClient
+    (tmp_path / "project").mkdir()
+    root, env = make_project(tmp_path / "project", TINY, {"sweeps.yaml": SWEEPS})
+    sh(sys.executable, "-m", "src.sweep", "run", "tiny", "--seeds", "2", "--jobs", "2",
+       "--poll", "1", cwd=root, env=env)
+    done = sh(sys.executable, "-m", "src.study", "tiny", cwd=root, env=env)
+    assert "study tiny: 4 experiments" in done.stdout
+
+    folder = root / "reports/study/tiny"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "experiments.csv", "learning_curves.png", "pareto.png", "report.md", "summary.csv",
+        "tiny_comparison.png", "top_configurations.png"]
+    summary = pd.read_csv(folder / "summary.csv")
+    assert summary["config"].tolist() == ["norm=batch", "norm=none"]
+    assert summary["n"].tolist() == [2, 2]
+
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=root, env=env).stdout)
+    cv = {exp["name"]: exp["revs"][0]["data"]["metrics"]["reports/evaluate/metrics.json"]["data"]
+          ["cv"]["val_accuracy"]["mean"] for rev in shown for exp in rev.get("experiments") or []}
+    expected = sps.ttest_rel([cv[f"tiny--norm=none--s{s}"] for s in (0, 1)],
+                             [cv[f"tiny--norm=batch--s{s}"] for s in (0, 1)]).pvalue
+    none = summary.set_index("config").loc["norm=none"]
+    assert none["test_used"] == "paired"
+    assert none["p_value"] == pytest.approx(expected, rel=1e-9)
+    assert "![learning_curves.png](learning_curves.png)" in (folder / "report.md").read_text()
+
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.get_experiment_by_name("tunelab")
+    runs = client.search_runs([experiment.experiment_id], "tags.`tunelab.kind` = 'study'")
+    assert [(r.info.run_name, r.data.tags["sweep"]) for r in runs] == [("study-tiny", "tiny")]
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id, "study")} >= {
+        "study/summary.csv", "study/report.md", "study/pareto.png"}
+    assert runs[0].data.metrics["best.cv_accuracy_mean"] == pytest.approx(summary["cv_mean"].max())
+
+    missing = sh(sys.executable, "-m", "src.study", "empty", cwd=root, env=env, ok=False)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "sweep empty has no completed experiments" in missing.stderr
+    assert "python -m src.sweep run empty --seeds 3" in missing.stderr
+    every = sh(sys.executable, "-m", "src.study", "--all", "--all-commits", cwd=root, env=env)
+    assert "study tiny: 4 experiments" in every.stdout
+    assert not (root / "reports/study/empty").exists()
+    assert pd.read_csv(folder / "summary.csv")["p_value"].tolist() == pytest.approx(
+        summary["p_value"].tolist(), nan_ok=True)
