@@ -149,7 +149,8 @@ def log_results(results: dict) -> None:
             live.log_metric(key.replace(".", "/"), value, plot=False)
     parent = tracking.ParentRun(paths.MLFLOW_RUN)
     parent.log_metrics(results)
-    parent.set_tags({"status": results["status"]})
+    parent.set_tags({"status": results["status"]} |
+                    ({"status_reason": results["reason"]} if "reason" in results else {}))
     parent.finish("FAILED" if results["status"] == "diverged" else "FINISHED")
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -41,3 +42,86 @@ def test_sigterm_mid_training_kills_runs_cleanly_and_repro_recovers(tmp_path):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("dvc", "repro", cwd=root, env=env)
     assert "up to date" in sh("dvc", "status", cwd=root, env=env).stdout
+
+
+# --- the queue under stress (slow: real sweeps; CI runs them with `pytest -m slow`) ---------------
+
+SWEEPS = """
+tiny:
+  grid: {train.dropout: [0.0, 0.5]}
+  baseline: {train.dropout: 0.0}
+other:
+  grid: {train.dropout: [0.1, 0.2]}
+  baseline: {train.dropout: 0.1}
+twenty:
+  grid: {train.dropout: [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}
+  baseline: {train.dropout: 0.0}
+"""
+
+
+def start_sweep(root, env, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "src.sweep", "run", *args, "--poll", "1"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def parents(root) -> list:
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tunelab").experiment_id],
+                              max_results=1000)
+    return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+
+
+def queue_status(root, env) -> str:
+    return sh("dvc", "queue", "status", cwd=root, env=env).stdout
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_leaves_no_orphans_and_a_rerun_finishes(tmp_path):
+    import psutil
+    root, env = make_project(tmp_path / "project", TINY | {"train": TINY["train"] | {"epochs": 20}},
+                             {"sweeps.yaml": SWEEPS})
+    sweep = start_sweep(root, env, "tiny", "--jobs", "1")
+    deadline = time.monotonic() + 180
+    while "Running" not in queue_status(root, env) and time.monotonic() < deadline:
+        time.sleep(1)
+    workers = [p for p in psutil.process_iter(["cmdline", "cwd"])
+               if "queue-worker" in " ".join(p.info["cmdline"] or []) and p.info["cwd"] == str(root)]
+    assert workers, "no queue worker found"
+    for worker in workers:
+        worker.kill()  # SIGKILL
+    out, _ = sweep.communicate(timeout=600)  # must not hang on the orphaned Running entry
+    assert "worker died" in out or "no queue worker is alive" in out, out
+    rerun = start_sweep(root, env, "tiny", "--jobs", "1")
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert "tiny: 2 completed (of 2)" in out
+    assert "Running" not in queue_status(root, env)
+    assert len(parents(root)) >= 2
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_on_a_fresh_store(tmp_path):
+    root, env = make_project(tmp_path / "project", TINY, {"sweeps.yaml": SWEEPS})
+    first = start_sweep(root, env, "tiny", "--jobs", "1")
+    second = start_sweep(root, env, "other", "--jobs", "1")
+    outputs = [p.communicate(timeout=900)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert "tiny: 2 completed" in outputs[0] and "other: 2 completed" in outputs[1]
+    names = sorted(r.data.tags["dvc.exp_name"] for r in parents(root))
+    assert names == ["other--dropout=0.1--s0", "other--dropout=0.2--s0",
+                     "tiny--dropout=0.0--s0", "tiny--dropout=0.5--s0"]
+
+
+@pytest.mark.slow
+def test_twenty_experiments_two_workers_no_lock_errors(tmp_path):
+    root, env = make_project(tmp_path / "project", TINY, {"sweeps.yaml": SWEEPS})
+    sweep = start_sweep(root, env, "twenty", "--seeds", "2", "--jobs", "2")
+    out, _ = sweep.communicate(timeout=2400)
+    assert sweep.returncode == 0, out
+    assert "twenty: 20 completed (of 20)" in out
+    found = parents(root)
+    assert len(found) == 20 and {r.info.status for r in found} == {"FINISHED"}
+    logs = "".join(sh("dvc", "queue", "logs", r.data.tags["dvc.exp_name"], cwd=root,
+                      env=env).stdout for r in found)
+    assert "database is locked" not in logs

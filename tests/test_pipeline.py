@@ -107,3 +107,15 @@ def test_exp_run_with_a_param_override(reproduced):
     run = next(p for p in parents if p.data.tags["dvc.exp_name"] == "drop5")
     assert run.data.params["train.dropout"] == "0.5"
     assert "dvc.baseline_rev" in run.data.tags
+
+
+def test_divergence_is_recorded_not_crashed(reproduced):
+    root, env = reproduced
+    sh("dvc", "exp", "run", "-n", "boom", "-S", "train.lr=100", cwd=root, env=env)
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=root, env=env).stdout)
+    boom = next(e for rev in shown for e in rev.get("experiments") or [] if e["name"] == "boom")
+    metrics = boom["revs"][0]["data"]["metrics"]["reports/evaluate/metrics.json"]["data"]
+    assert metrics["status"] == "diverged" and "lower train.lr" in metrics["reason"]
+    _, parents, _ = mlflow_parents(root)
+    run = next(p for p in parents if p.data.tags["dvc.exp_name"] == "boom")
+    assert run.info.status == "FAILED" and "diverged" in run.data.tags["status_reason"]
