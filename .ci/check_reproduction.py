@@ -1,15 +1,17 @@
 """Compare a reproduced metrics.json with the committed one.
 
-Same machine, same params and seed give bit-identical metrics (tests/test_pipeline.py checks it).
-Another CPU may pick other kernels: float rounding differs, and training then drifts like a new
-seed would. The tolerance covers that: 1.0 accuracy point on the 5-fold means, about 3 standard
-errors of the seed-to-seed spread of those means. Anything larger is a real change.
+Same machine, same params and seed give bit-identical metrics (tests/test_pipeline.py checks it;
+this script says whether they are). Another CPU may pick other kernels: float rounding differs, and
+training then drifts like a new seed would. Measured seed-to-seed sd of the 5-fold means on the
+defaults: 0.5 points (reports/study/precision, fp32, n = 3), so two independent draws differ with
+sd ~0.7 points. The tolerance, 1.5 points, is ~2 sd of that difference: a real change of the
+pipeline's accuracy shows; a different CPU rarely trips it.
 """
 
 import json
 import sys
 
-TOLERANCE = 0.01  # accuracy, as a fraction
+TOLERANCE = 0.015  # accuracy, as a fraction
 KEYS = [("test", "accuracy"), ("cv", "val_accuracy", "mean")]
 
 
