@@ -141,21 +141,27 @@ def _err(summary: pd.DataFrame, prefix: str = "cv") -> tuple[np.ndarray, np.ndar
 
 # --- builders ------------------------------------------------------------------------------------
 
-def factor_impact(summary: pd.DataFrame, x, factor: str, baseline=None) -> Figure:
-    """CV validation accuracy vs a numeric factor, and the final train accuracy (val + train-val
-    gap) where available: a gap that grows with the factor is overfitting, a shrinking one not."""
+def _accuracy_vs(summary: pd.DataFrame, x, label: str):
+    """A figure of CV validation accuracy (95% CI bars) against a numeric axis, sorted by it;
+    returns (fig, ax, sorted rows, sorted x)."""
     order = np.argsort(np.asarray(x, dtype=float), kind="stable")
     rows, x = summary.iloc[order], np.asarray(x, dtype=float)[order]
     fig = Figure(figsize=(7.5, 4.6), layout="constrained")
     ax = fig.add_subplot()
     mean, err = _err(rows)
-    ax.errorbar(x, mean, yerr=err, marker="o", capsize=4, color=VAL_COLOR,
-                label="CV validation accuracy (final epoch)")
+    ax.errorbar(x, mean, yerr=err, marker="o", capsize=4, color=VAL_COLOR, label=label)
+    return fig, ax, rows, x
+
+
+def factor_impact(summary: pd.DataFrame, x, factor: str, baseline=None) -> Figure:
+    """CV validation accuracy vs a numeric factor, and the final train accuracy (val + train-val
+    gap) where available: a gap that grows with the factor is overfitting, a shrinking one not."""
+    fig, ax, rows, x = _accuracy_vs(summary, x, "CV validation accuracy (final epoch)")
     if "train_mean" in rows and rows["train_mean"].notna().any():
         train, train_err = _err(rows, "train")
         ax.errorbar(x, train, yerr=train_err, marker="s", linestyle="--", capsize=4,
                     color=TRAIN_COLOR, label="train accuracy (val + train−val gap)")
-    for xi, yi, n in zip(x, mean, rows["n"]):
+    for xi, yi, n in zip(x, rows["cv_mean"], rows["n"]):
         ax.annotate(f"n={n}", (xi, yi), textcoords="offset points", xytext=(6, -12), fontsize=8)
     if baseline is not None:
         ax.axvline(float(baseline), color="grey", linestyle=":",
@@ -219,13 +225,7 @@ def learning_curves(curves: pd.DataFrame, baseline: str) -> Figure:
 
 def depth_impact(summary: pd.DataFrame, depth, baseline_depth=None) -> Figure:
     """CV accuracy (CI bars) and parameter count (second axis, log scale) vs number of layers."""
-    order = np.argsort(np.asarray(depth, dtype=float), kind="stable")
-    rows, depth = summary.iloc[order], np.asarray(depth, dtype=float)[order]
-    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
-    ax = fig.add_subplot()
-    mean, err = _err(rows)
-    ax.errorbar(depth, mean, yerr=err, marker="o", capsize=4, color=VAL_COLOR,
-                label="CV validation accuracy")
+    fig, ax, rows, depth = _accuracy_vs(summary, depth, "CV validation accuracy")
     _clip_to_accuracy(ax)
     cost = ax.twinx()
     cost.plot(depth, rows["params"], marker="s", linestyle="--", color="grey", label="parameters")
