@@ -94,14 +94,28 @@ def queue_tasks() -> list[Task]:
     return queue_state()[0]
 
 
-def clear_orphans(tasks: list[Task], workers: int) -> list[Task]:
-    """Tasks DVC still lists as Running although no worker is alive (a worker was SIGKILLed): the
-    experiment finished or died with it. `dvc queue kill` clears the entry (and ends the run if it
-    is still going), so the sweep can count or re-queue it. Returns the cleared tasks."""
-    orphans = [t for t in tasks if t.status == "Running"] if workers == 0 else []
-    for task in orphans:
-        dvc("queue", "kill", task.name, check=False)
-    return orphans
+def live_runs() -> str:
+    """Command lines of the running `dvc exp exec-run` processes: each names its task's infofile,
+    ``.dvc/tmp/exps/run/<rev>/<rev>.run``, and a task id is a prefix of that rev."""
+    import psutil
+    lines = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "exec-run" in cmdline:
+            lines.append(cmdline)
+    return "\n".join(lines)
+
+
+def orphans(tasks: list[Task], runs: str) -> list[Task]:
+    """Tasks DVC lists as Running with no process running them: their worker was killed (SIGKILL,
+    OOM) and the run ended with it or after it, but nobody told the queue."""
+    return [t for t in tasks if t.status == "Running" and f"/{t.task_id}" not in runs]
+
+
+def clear(task: Task) -> None:
+    """`dvc queue kill` takes the stale Running entry off the queue; whether the experiment itself
+    finished is then read from `dvc exp show` like any other."""
+    dvc("queue", "kill", task.name, check=False)
 
 
 @dataclass(frozen=True)
@@ -170,12 +184,17 @@ def progress_line(counts: Counter, total: int, started: float) -> str:
             f"running {counts['Running']}, queued {counts['Queued']} of {total}; ETA {eta}")
 
 
+ORPHAN_GRACE = 60.0  # seconds a Running task may lack a process (a worker sets up its workspace)
+
+
 def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str, Task]:
     """Poll the queue until none of ``task_ids`` is queued or running; print progress when the
-    counts change, and at least once a minute. If every worker died (killed, OOM), clear the
-    runs they left as Running and start workers again for what is still queued."""
+    counts change, and at least once a minute. A Running task that no process runs (its worker was
+    killed) is cleared after ORPHAN_GRACE; if no worker is alive while tasks are queued, workers
+    are started again."""
     started = time.monotonic()
     last_counts, last_print, idle_polls = None, 0.0, 0
+    unrun_since: dict[str, float] = {}
     while True:
         tasks, workers = queue_state()
         mine = {t.task_id: t for t in tasks if t.task_id in task_ids}
@@ -185,16 +204,20 @@ def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str
             last_counts, last_print = counts, time.monotonic()
         if not counts["Queued"] and not counts["Running"]:
             return mine
+        now = time.monotonic()
+        stale = {t.task_id: t for t in orphans(list(mine.values()), live_runs())}
+        unrun_since = {k: unrun_since.get(k, now) for k in stale}
+        for task_id, since in unrun_since.items():
+            if now - since > ORPHAN_GRACE:
+                print(f"{stale[task_id].name}: no process runs it any more (its worker was "
+                      f"killed); cleared from the queue", flush=True)
+                clear(stale[task_id])
+                task_ids.discard(task_id)
         # Workers take a few seconds to register: act only on two polls in a row without any.
-        idle_polls = idle_polls + 1 if workers == 0 else 0
+        idle_polls = idle_polls + 1 if workers == 0 and counts["Queued"] else 0
         if idle_polls >= 2:
-            for task in clear_orphans(list(mine.values()), workers):
-                print(f"{task.name}: its worker died; the run is cleared (re-run the sweep to "
-                      f"repeat it if it did not finish)", flush=True)
-                task_ids.discard(task.task_id)
-            if counts["Queued"]:
-                print("no queue worker is alive: starting workers again", flush=True)
-                start_workers(jobs)
+            print("no queue worker is alive: starting workers again", flush=True)
+            start_workers(jobs)
             idle_polls = 0
         time.sleep(poll)
 
@@ -219,11 +242,9 @@ def cmd_run(args) -> int:
               f"{args.seeds} seeds); nothing queued (--dry-run)")
         return 0
 
-    tasks, workers = queue_state()
-    orphans = {t.task_id for t in clear_orphans(tasks, workers)}
+    tasks = queue_tasks()
     done = {n for n, o in experiment_outcomes().items() if o.state != "failed"}
-    pending = {t.name: t for t in tasks
-               if t.status in ("Queued", "Running") and t.task_id not in orphans}
+    pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
     todo = [e for e in experiments if e.name not in done and e.name not in pending]
     resumed = [pending[e.name] for e in experiments if e.name in pending]
     print(f"sweep {sweep.name}: {len(experiments)} experiments; {len(done & {e.name for e in experiments})} "

@@ -132,3 +132,12 @@ def test_progress_line_and_threads():
     line = sweep.progress_line(Counter(Success=3, Failed=1, Running=2, Queued=4), 10, 0.0)
     assert "done 3, failed 1, running 2, queued 4 of 10" in line
     assert sweep.threads_per_worker(64) == 1
+
+
+def test_orphans_are_running_tasks_that_no_process_runs():
+    tasks = [sweep.Task("aaa1111", "x--a--s0", "Running"), sweep.Task("bbb2222", "x--b--s0", "Running"),
+             sweep.Task("ccc3333", "x--c--s0", "Queued")]
+    runs = "python dvc exp exec-run --infofile /r/.dvc/tmp/exps/run/aaa1111ffee/aaa1111ffee.run"
+    assert [t.task_id for t in sweep.orphans(tasks, runs)] == ["bbb2222"]
+    assert sweep.parse_active_workers("...\nWorker status: 2 active, 1 idle\n") == 2
+    assert sweep.parse_active_workers("no status line") == 0
