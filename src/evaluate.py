@@ -95,9 +95,9 @@ def build_metrics(folds: pd.DataFrame, probabilities: np.ndarray, y_test: np.nda
     }
 
 
-def diverged_metrics(checkpoints: list[dict]) -> dict:
-    bad = next(c for c in checkpoints if c["status"] == "diverged")
-    return {"status": "diverged", "reason": f"fold {bad['fold']}: {bad['reason']}",
+def stopped_metrics(checkpoints: list[dict], status: str) -> dict:
+    bad = next(c for c in checkpoints if c["status"] == status)
+    return {"status": status, "reason": f"fold {bad['fold']}: {bad['reason']}",
             "test": {"accuracy": None}, "cv": {"val_accuracy": {"mean": None}},
             "model": {"params": bad["n_parameters"]}}
 
@@ -121,8 +121,9 @@ def main() -> None:
     checkpoints = [ckpt for _, ckpt in loaded]
     folds = fold_table(checkpoints)
     y_test = data["y_test"]
-    if any(c["status"] == "diverged" for c in checkpoints):
-        results = diverged_metrics(checkpoints)
+    stopped = next((c["status"] for c in checkpoints if c["status"] in ("diverged", "pruned")), None)
+    if stopped:
+        results = stopped_metrics(checkpoints, stopped)
         probabilities = np.zeros((0, len(y_test), len(CLASS_NAMES)))
     else:
         x_test = engine.to_tensor(data["x_test"], float(data["mean"]), float(data["std"]))

@@ -98,14 +98,17 @@ def lr_range_test(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: param
 
 
 def suggest(df: pd.DataFrame) -> dict:
-    """steepest_lr (most negative d smoothed / d log10 lr, before the minimum), min_loss_lr and
+    """steepest_lr (most negative d smoothed / d log10 lr between the first 10% of the steps and
+    the minimum), min_loss_lr and
     max_lr_onecycle = min_loss_lr / 10, from the finite rows of an :func:`lr_range_test` frame."""
     finite = df[np.isfinite(df["smoothed"])].reset_index(drop=True)
     if len(finite) < 3:
         raise errors.TunelabError(f"LR range test has {len(finite)} finite points; at least 3 "
                                   "are needed (lower the start LR or check the data)")
     i_min = int(finite["smoothed"].idxmin())
-    falling = finite.iloc[:i_min + 1]
+    # The EMA has little history over the first steps, where per-batch noise would pass for a
+    # steep descent on a log axis: skip the first 10% (fastai does the same).
+    falling = finite.iloc[len(finite) // 10:i_min + 1]
     if len(falling) >= 3:
         slope = np.gradient(falling["smoothed"].to_numpy(), np.log10(falling["lr"].to_numpy()))
         steepest = float(falling["lr"].iloc[int(np.argmin(slope))])
@@ -128,12 +131,13 @@ def lr_find_figure(df: pd.DataFrame, suggestion: dict) -> Figure:
         ax.axvline(suggestion[key], color=color, ls="--", lw=1,
                    label=f"{label}: {suggestion[key]:.2g}")
     finite = df["smoothed"][np.isfinite(df["smoothed"])]
+    raw = df["loss"][np.isfinite(df["loss"])]
     if len(finite):  # the explosion would flatten the interesting part of the curve
-        ax.set_ylim(max(0.0, finite.min() * 0.9), min(finite.max(), 4 * finite.iloc[0]) * 1.05)
+        ax.set_ylim(0.9 * min(finite.min(), raw.min()), min(finite.max(), 4 * finite.iloc[0]) * 1.05)
     ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (cross-entropy)",
            title="LR range test")
     ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     return fig
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src import atomic, errors, paths, stats, study_figures, sweeps, tracking
+from src import atomic, errors, params, paths, stats, study_figures, sweeps, tracking
 from src.study_report import render_report, usable
 from src.errors import TunelabError
 from src.sweep import dvc, get_sweep, load_sweeps
@@ -263,6 +263,11 @@ def build_study(sweep: sweeps.Sweep, frame: pd.DataFrame,
             "report.md": render_report(sweep, frame, summary, anova, note, list(built)), **built}
 
 
+def is_search(name: str) -> bool:
+    from src import search
+    return search.SEARCHES_FILE.exists() and name in params.read_yaml(search.SEARCHES_FILE)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.study", description=__doc__.split("\n\n")[0])
     p.add_argument("name", nargs="?", help="a sweep of sweeps.yaml")
@@ -277,6 +282,12 @@ def main() -> None:
     if bool(args.name) == args.all:
         raise TunelabError("name one sweep or pass --all, e.g. `python -m src.study dropout`")
     _, all_sweeps = load_sweeps()
+    if not args.all and args.name not in all_sweeps and is_search(args.name):
+        raise TunelabError(
+            f"{args.name} is a search (searches.yaml), not a sweep: each trial is one configuration "
+            f"at one seed, so there is nothing to average over seeds yet. Compare its trials with "
+            f"`dvc exp show` or in MLflow (tag sweep={args.name}); to confirm the best ones, list "
+            f"them as `configs:` of a sweep and run it with --seeds 3")
     names = list(all_sweeps) if args.all else [get_sweep(all_sweeps, args.name).name]
     shown = json.loads(dvc("exp", "show", "--json", *(["-A"] if args.all_commits else [])) or "[]")
     written = 0

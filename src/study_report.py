@@ -12,7 +12,7 @@ import pandas as pd
 
 from src import sweeps
 
-EXCLUDED = ("failed", "diverged")  # states that never enter the statistics
+EXCLUDED = ("failed", "diverged", "pruned")  # states that never enter the statistics
 
 
 def usable(frame: pd.DataFrame) -> pd.DataFrame:

@@ -288,6 +288,10 @@ def report(sweep: sweeps.Sweep, experiments: list[sweeps.Experiment]) -> int:
                 outcomes[e.name].state == "diverged"]
     if diverged:
         print("diverged (recorded, see metrics.json status/reason): " + ", ".join(diverged))
+    pruned = [e.name for e in experiments if outcomes.get(e.name) and
+              outcomes[e.name].state == "pruned"]
+    if pruned:
+        print("pruned by the search's rule: " + ", ".join(pruned))
     for name in failed:
         print(f"FAILED {name}; last lines of `dvc queue logs {name}`:\n{log_tail(name)}")
     return 1 if failed else 0
@@ -300,14 +304,15 @@ def cmd_status(args) -> None:
         get_sweep(all_sweeps, name)
     outcomes = experiment_outcomes()
     tasks = queue_tasks()
-    print(f"{'sweep':<14} {'done':>5} {'diverged':>9} {'failed':>7} {'running':>8} {'queued':>7}")
+    print(f"{'sweep':<14} {'done':>5} {'diverged':>9} {'pruned':>7} {'failed':>7} {'running':>8} "
+          f"{'queued':>7}")
     for name in names:
         prefix = f"{name}{sweeps.SEP}"
         states = Counter(o.state for n, o in outcomes.items() if n.startswith(prefix))
         queue = Counter(t.status for t in tasks if t.name.startswith(prefix))
-        done = sum(v for k, v in states.items() if k not in ("failed", "diverged"))
-        print(f"{name:<14} {done:>5} {states['diverged']:>9} {states['failed']:>7} "
-              f"{queue['Running']:>8} {queue['Queued']:>7}")
+        done = sum(v for k, v in states.items() if k not in ("failed", "diverged", "pruned"))
+        print(f"{name:<14} {done:>5} {states['diverged']:>9} {states['pruned']:>7} "
+              f"{states['failed']:>7} {queue['Running']:>8} {queue['Queued']:>7}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from src import atomic, engine, errors, models, params, paths, tracking
+from src import atomic, engine, errors, models, params, paths, pruning, tracking
 from src.prepare import load_prepared
 
 
@@ -55,10 +55,16 @@ def train_fold(data: dict, fold: int, cfg: params.TrainParams, tracker: tracking
     bar = tqdm(total=cfg.epochs, desc=f"fold {fold}", unit="epoch", disable=None if progress else True,
                leave=False)
 
-    def on_epoch(row: dict) -> None:
+    exp_name = os.environ.get("DVC_EXP_NAME")  # a search trial: <search>--t<NNN>--s<seed>
+
+    def on_epoch(row: dict) -> str | None:
         tracker.log_epoch(fold, row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.4f}")
         bar.update()
+        if pruning.should_prune(exp_name, row["epoch"], row["val_acc"], fold=fold):
+            return (f"pruned by the search's rule at fold {fold}, epoch {row['epoch']} "
+                    f"(val acc {row['val_acc']:.4f})")
+        return None
 
     tracker.start_fold(fold)
     result = engine.fit(model, x[~held_out], y[~held_out], x[held_out], y[held_out], cfg,
@@ -126,9 +132,9 @@ def main() -> None:
             rows += [{"fold": fold, **row} for row in result.history]
             print(f"fold {fold}: val_acc {result.history[-1]['val_acc']:.4f} after "
                   f"{len(result.history)} epochs, {result.seconds:.1f}s ({result.status})", flush=True)
-            if result.status == "diverged":
-                status = "diverged"
-                break  # the other folds would diverge too; evaluate records why
+            if result.status in ("diverged", "pruned"):
+                status = result.status
+                break  # the other folds would diverge too / the search stopped it; evaluate says why
     except KeyboardInterrupt:
         mlflow.abort("KILLED")
         raise

@@ -119,3 +119,17 @@ def test_divergence_is_recorded_not_crashed(reproduced):
     _, parents, _ = mlflow_parents(root)
     run = next(p for p in parents if p.data.tags["dvc.exp_name"] == "boom")
     assert run.info.status == "FAILED" and "diverged" in run.data.tags["status_reason"]
+
+
+def test_refused_override_leaves_the_last_results(reproduced):
+    root, env = reproduced
+    metrics = (root / "reports/evaluate/metrics.json").read_text()
+    checkpoints = sorted(p.name for p in (root / "models").iterdir())
+    failed = sh("dvc", "exp", "run", "-S", "train.dropout=1.5", cwd=root, env=env, ok=False)
+    assert failed.returncode != 0
+    assert "train.dropout = 1.5 is out of range: must be in [0.0, 1.0)" in failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert (root / "reports/evaluate/metrics.json").read_text() == metrics
+    assert sorted(p.name for p in (root / "models").iterdir()) == checkpoints
+    assert (root / "reports/train/history.csv").is_file()
+    sh("git", "checkout", "params.yaml", cwd=root, env=env)

@@ -86,7 +86,8 @@ def test_failed_experiments_are_named_with_their_log(swept):
     assert "exceed the dataset" in failed.stdout  # the tail of its log says why
     assert "1 completed, 1 failed" in failed.stdout
     status = sweep(root, env, "status").stdout
-    assert any(line.split()[:4] == ["broken", "1", "0", "1"] for line in status.splitlines())
+    # columns: sweep, done, diverged, pruned, failed, running, queued
+    assert any(line.split()[:5] == ["broken", "1", "0", "0", "1"] for line in status.splitlines())
 
 
 def test_invalid_set_is_refused_before_queueing(swept):

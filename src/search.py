@@ -1,0 +1,408 @@
+"""Random and Bayesian (Optuna TPE) hyperparameter search, each trial a queued DVC experiment.
+
+    python -m src.search lr_dropout --trials 20 --jobs 2                  # TPE, seed 0
+    python -m src.search lr_dropout --trials 20 --jobs 2 --sampler random --seed 1
+    python -m src.search lr_dropout --trials 20 --set train.epochs=5      # --set as for sweeps
+    python -m src.search lr_dropout --trials 20 --dry-run                 # validate, show batch 1
+
+Reads  searches.yaml (validated: every bound and choice is checked against the params schema
+       before anything runs), params.yaml, `dvc exp show --json` (each trial's objective:
+       cv.val_accuracy.mean; the test set never ranks).
+Writes .tunelab/search/<name>.journal, the Optuna study (journal file storage, parallel-safe; train's
+       pruning hook reads it, src/pruning.py), and DVC experiments `<name>--t<NNN>--s<train.seed>`
+       (NNN = Optuna trial number) that train tags in MLflow as sweep=<name>, sweep.config=t<NNN>.
+
+Batches of --jobs: ask J trials, queue them, start J queue workers, wait, tell Optuna each result
+(failed or diverged -> FAIL, pruned -> PRUNED), until the study has --trials trials. Running the
+command again continues the study: unfinished trials are collected (queued again if their run was
+lost), numbering goes on, a larger --trials adds trials. The sampler is seeded per batch from
+(--seed, trials so far): a resumed search proposes what an uninterrupted one would, and --jobs 1
+with the same seed proposes the same trials again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import itertools
+import json
+import math
+import os
+import re
+import time
+import typing
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from src import errors, params, paths, pruning, sweep, sweeps, tracking
+from src.errors import ParamError, TunelabError
+
+SEARCHES_FILE = Path("searches.yaml")
+SAMPLERS = ("tpe", "random")
+TYPES = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high"},
+         "categorical": {"choices"}}
+FIELDS = {"description", "space", "fixed", "pruner", "startup_trials"}
+MAX_CORNERS = 4096  # above this many bound x choice combinations, each dimension is checked alone
+IDLE_WORKER_WAIT = 60.0  # seconds to wait for idle queue workers to exit between batches
+
+
+@dataclass(frozen=True)
+class Dimension:
+    key: str   # params key, e.g. train.lr
+    type: str  # uniform | loguniform | int | categorical
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple = ()
+
+    def encode(self, value):  # Optuna takes str/int/float/bool choices: lists go as YAML text
+        return value if isinstance(value, (str, int, float, bool)) else sweeps.format_value(value)
+
+    def decode(self, value):
+        return next(c for c in self.choices if self.encode(c) == value) if self.choices else value
+
+    def distribution(self):
+        if self.type == "categorical":
+            return CategoricalDistribution([self.encode(c) for c in self.choices])
+        if self.type == "int":
+            return IntDistribution(self.low, self.high, log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.type == "loguniform")
+
+
+@dataclass(frozen=True)
+class Search:
+    name: str
+    description: str
+    space: tuple[Dimension, ...]
+    fixed: dict
+    pruner: dict | None  # src.pruning.check_rule's mapping; None = no pruning
+    startup_trials: int = 10  # TPE's random start
+
+    def distributions(self) -> dict:
+        return {d.key: d.distribution() for d in self.space}
+
+    def decode(self, sampled: dict) -> dict:
+        return {d.key: d.decode(sampled[d.key]) for d in self.space}
+
+    def fingerprint(self, extra: dict) -> str:
+        """What makes trials comparable: the space and every fixed value (``--set`` included)."""
+        return json.dumps({"space": [dataclasses.asdict(d) for d in self.space],
+                           "fixed": self.fixed | extra}, sort_keys=True, default=str)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ParamError(message)
+
+
+def _field_type(where: str, key: str):
+    section, _, name = key.partition(".")
+    _require(section in params.SECTIONS and bool(name), f"{where}: {key} is not a params key "
+             f"(section.key; sections: {', '.join(params.SECTIONS)})")
+    hints = typing.get_type_hints(params.SECTIONS[section])
+    close = difflib.get_close_matches(name, hints, n=1)
+    _require(name in hints, f"{where}: unknown key {key}" +
+             (f" (did you mean {section}.{close[0]}?)" if close else ""))
+    return hints[name]
+
+
+def parse_dimension(where: str, key: str, spec) -> Dimension:
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    _require(kind in TYPES, f"{where}: {key} needs type: {' | '.join(TYPES)}, got {spec!r}")
+    extra = set(spec) - TYPES[kind] - {"type"} - ({"log"} if kind == "int" else set())
+    _require(not extra and TYPES[kind] <= set(spec), f"{where}: {key} ({kind}) takes "
+             f"{', '.join(sorted(TYPES[kind]))}{' (and log)' if kind == 'int' else ''}, "
+             f"got {', '.join(sorted(set(spec) - {'type'}))}")
+    hint = _field_type(where, key)
+    if kind == "categorical":
+        choices = spec["choices"]
+        _require(isinstance(choices, list) and bool(choices),
+                 f"{where}: {key} choices must be a non-empty list")
+        dim = Dimension(key, kind, choices=tuple(choices))
+        _require(len({repr(dim.encode(c)) for c in choices}) == len(choices),
+                 f"{where}: {key} lists a choice twice: {choices}")
+        return dim
+    low, high, log = spec["low"], spec["high"], spec.get("log", False)
+    number = int if kind == "int" else (int, float)
+    _require(all(isinstance(v, number) and not isinstance(v, bool) for v in (low, high)),
+             f"{where}: {key} low and high must be {'integers' if kind == 'int' else 'numbers'}, "
+             f"got {low!r} and {high!r}")
+    _require(low < high, f"{where}: {key} low = {low} must be below high = {high}")
+    _require(isinstance(log, bool), f"{where}: {key} log must be true or false, got {log!r}")
+    _require(low > 0 or not (kind == "loguniform" or log),
+             f"{where}: {key} is on a log scale: low = {low} must be > 0")
+    _require(hint in ((int, float) if kind == "int" else (float,)),
+             f"{where}: {key} takes {getattr(hint, '__name__', hint)} values: use "
+             f"{'type: int or categorical' if hint is int else 'type: categorical'}")
+    as_type = int if kind == "int" else float
+    return Dimension(key, kind, as_type(low), as_type(high), log)
+
+
+def parse_search(name: str, spec, base: dict, sweep_names=()) -> Search:
+    where = f"search {name}"
+    _require(bool(re.fullmatch(r"[A-Za-z0-9_]+", str(name))),
+             f"{where!r}: use letters, digits and _ in search names")
+    _require(name not in sweep_names, f"{where}: sweeps.yaml has a sweep of that name too")
+    _require(isinstance(spec, dict) and isinstance(spec.get("space"), dict) and bool(spec["space"]),
+             f"{where}: needs a non-empty `space:` mapping of params key -> distribution")
+    _require(set(spec) <= FIELDS, f"{where}: unknown field(s) {sorted(set(spec) - FIELDS)}; "
+             f"allowed: {', '.join(sorted(FIELDS))}")
+    fixed, startup = dict(spec.get("fixed") or {}), spec.get("startup_trials", 10)
+    both = sorted(set(fixed) & set(spec["space"]))
+    _require(not both, f"{where}: {', '.join(both)} both fixed and searched")
+    _require(isinstance(startup, int) and not isinstance(startup, bool) and startup >= 1,
+             f"{where}: startup_trials = {startup!r} must be an integer >= 1")
+    search = Search(name, str(spec.get("description", "")),
+                    tuple(parse_dimension(where, k, v) for k, v in spec["space"].items()),
+                    fixed, pruning.check_rule(where, spec.get("pruner")), startup)
+    check_values(search, base)
+    return search
+
+
+def check_values(search: Search, base: dict, extra: dict | None = None) -> None:
+    """Every bound and choice, in every combination (up to MAX_CORNERS), on top of params.yaml,
+    the fixed values and ``extra`` (--set), must pass params.validate_all. (An int between its
+    bounds can still fail a cross-field check, e.g. norm_groups: such a trial is told FAIL.)"""
+    extra = extra or {}
+    clash = sorted(set(extra) & {d.key for d in search.space})
+    _require(not clash, f"search {search.name}: --set {', '.join(clash)} is searched over; "
+             "remove it from --set or from the space")
+    try:  # the fixed values alone first: an error there is not a corner's fault
+        params.validate_all(sweeps.apply(base, search.fixed | extra))
+    except ParamError as error:
+        raise ParamError(f"search {search.name}: {error}") from None
+    probes = [[(d.key, v) for v in (d.choices or (d.low, d.high))] for d in search.space]
+    combos = itertools.product(*probes) if math.prod(map(len, probes)) <= MAX_CORNERS else \
+        ([p] for dim in probes for p in dim)
+    for combo in combos:
+        try:
+            params.validate_all(sweeps.apply(base, search.fixed | extra | dict(combo)))
+        except ParamError as error:
+            at = ", ".join(f"{k}={sweeps.format_value(v)}" for k, v in combo)
+            raise ParamError(f"search {search.name}, at {at}: {error}") from None
+
+
+def load(path: Path, base: dict, sweep_names=()) -> dict[str, Search]:
+    return {name: parse_search(name, spec, base, sweep_names)
+            for name, spec in params.read_yaml(path).items()}
+
+
+# --- the study -----------------------------------------------------------------------------------
+
+def experiment(search: Search, number: int, sampled: dict, base: dict,
+               extra: dict) -> sweeps.Experiment:
+    """Trial ``number`` as a DVC experiment ``<search>--t<NNN>--s<train.seed>`` (validated)."""
+    overrides = search.fixed | extra | search.decode(sampled)
+    seed = params.validate_all(sweeps.apply(base, overrides))["train"].seed
+    return sweeps.Experiment(search.name, f"t{number:03d}", seed, overrides)
+
+
+def make_sampler(kind: str, seed: int, n_trials: int, startup_trials: int = 10):
+    """A sampler seeded from (seed, trials so far): after a restart it proposes what an
+    uninterrupted run would have (a sampler re-created from the bare seed repeats itself)."""
+    batch_seed = int(np.random.SeedSequence([seed, n_trials]).generate_state(1)[0])
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=batch_seed)
+    return optuna.samplers.TPESampler(seed=batch_seed, n_startup_trials=startup_trials)
+
+
+def open_study(search: Search, storage, extra: dict) -> optuna.Study:
+    """The search's study, created or continued; refuses a journal made with another space."""
+    study = optuna.create_study(study_name=search.name, storage=storage, direction="maximize",
+                                load_if_exists=True)
+    known, mine = study.user_attrs.get("definition"), search.fingerprint(extra)
+    if known not in (None, mine):
+        raise TunelabError(f"search {search.name}: the space or fixed values (--set included) "
+                           f"differ from those of the trials in {pruning.journal_path(search.name)};"
+                           f" restore them, or move the journal away to start a new study\n"
+                           f"  journal: {known}\n  now:     {mine}")
+    study.set_user_attr("definition", mine)
+    study.set_user_attr("pruner", search.pruner)  # read by train's pruning hook
+    return study
+
+
+def tell(study: optuna.Study, number: int, outcome: sweep.Outcome | None) -> str:
+    """Report a trial's DVC outcome to Optuna; returns the state it was given."""
+    value = outcome.cv_accuracy if outcome else None
+    if outcome and outcome.state == "pruned":
+        told = {"state": TrialState.PRUNED}
+    elif outcome and outcome.state not in ("failed", "diverged") and value is not None \
+            and math.isfinite(value):
+        told = {"values": value}
+    else:
+        told = {"state": TrialState.FAIL}
+    return study.tell(number, skip_if_finished=True, **told).state.name
+
+
+def optimize(study: optuna.Study, search: Search, n_trials: int, jobs: int, seed: int,
+             sampler: str, runner, base: dict, extra: dict, log=print) -> list[sweeps.Experiment]:
+    """Finish unfinished trials, then ask / run / tell batches of ``jobs`` until the study has
+    ``n_trials`` trials. ``runner(experiments) -> {name: Outcome}`` runs them (DVC, or a fake)."""
+    ran, batch = [], study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if batch:
+        log(f"search {search.name}: resuming {len(batch)} unfinished trial(s)")
+    while True:
+        if not batch:
+            done = len(study.get_trials(deepcopy=False))
+            if done >= n_trials:
+                break
+            study.sampler = make_sampler(sampler, seed, done, search.startup_trials)
+            batch = [study.ask(search.distributions()) for _ in range(min(jobs, n_trials - done))]
+        exps = {}
+        for trial in batch:
+            try:
+                exps[trial.number] = experiment(search, trial.number, trial.params, base, extra)
+            except ParamError as error:  # e.g. an int norm_groups that divides no channel count
+                log(f"trial {trial.number}: refused, {error} -> "
+                    f"{tell(study, trial.number, None)}")
+                continue
+            if isinstance(trial, optuna.Trial):  # train's pruning hook checks the name
+                trial.set_user_attr("experiment", exps[trial.number].name)
+        outcomes = runner(list(exps.values())) if exps else {}
+        for number, exp in exps.items():
+            outcome = outcomes.get(exp.name)
+            cv = f"{outcome.cv_accuracy:.4f}" if outcome and outcome.cv_accuracy is not None else "-"
+            log(f"trial {number} {exp.name}: {outcome.state if outcome else 'missing'}, cv val "
+                f"accuracy {cv} -> {tell(study, number, outcome)}")
+        ran += exps.values()
+        batch = []
+    return ran
+
+
+# --- DVC and the command line --------------------------------------------------------------------
+
+def queue_and_wait(experiments: list[sweeps.Experiment], jobs: int,
+                   poll: float) -> dict[str, sweep.Outcome]:
+    """Queue what has neither run nor is queued, start ``jobs`` workers, wait; the outcomes."""
+    tasks, workers = sweep.queue_state()
+    deadline = time.monotonic() + IDLE_WORKER_WAIT
+    while workers and not any(t.status in ("Queued", "Running") for t in tasks) \
+            and time.monotonic() < deadline:
+        # The last batch's workers exit ~10 s after the queue empties, and `dvc queue start`
+        # skips workers that are still alive: let them go, so that fresh workers take this batch.
+        time.sleep(poll)
+        tasks, workers = sweep.queue_state()
+    outcomes = sweep.experiment_outcomes()
+    pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
+    before = {t.task_id for t in sweep.queue_tasks()}
+    for exp in experiments:
+        if exp.name not in outcomes and exp.name not in pending:
+            sweep.dvc("queue", "remove", exp.name, check=False)  # a failed task keeps the name
+            sweep.dvc("exp", "run", "--queue", "-n", exp.name, *exp.set_args())
+    task_ids = {t.task_id for t in sweep.queue_tasks() if t.task_id not in before} | {
+        pending[e.name].task_id for e in experiments if e.name in pending}
+    if task_ids:
+        os.environ["TUNELAB_THREADS"] = str(sweep.threads_per_worker(jobs))
+        sweep.start_workers(jobs)
+        sweep.wait_for(task_ids, len(task_ids), poll, jobs)
+        outcomes = sweep.experiment_outcomes()
+    return {e.name: outcomes[e.name] for e in experiments if e.name in outcomes}
+
+
+def check_strays(study: optuna.Study, search: Search) -> None:
+    """Refuse trial-named experiments on this commit that the journal does not know (it was
+    deleted?): new trials would reuse their names."""
+    known = {t.user_attrs.get("experiment") for t in study.get_trials(deepcopy=False)}
+    strays = sorted(n for n in sweep.experiment_outcomes()
+                    if (pruning.parse_trial_name(n) or ("",))[0] == search.name and n not in known)
+    if strays:
+        raise TunelabError(f"search {search.name}: experiments {', '.join(strays)} exist on this "
+                           f"commit but not in {pruning.journal_path(search.name)}; remove them "
+                           f"(`dvc exp remove {' '.join(strays)}`) or use another search name")
+
+
+def summary(study: optuna.Study, search: Search) -> str:
+    trials = study.get_trials(deepcopy=False)
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in
+                       sorted(Counter(t.state.name for t in trials).items()))
+    line = f"search {search.name}: {len(trials)} trials ({counts})"
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        return line
+    best = max(done, key=lambda t: t.value)
+    values = ", ".join(f"{k}={sweeps.format_value(v)}" for k, v in search.decode(best.params).items())
+    return (f"{line}\nbest: {best.user_attrs.get('experiment')}, cv val accuracy {best.value:.4f} "
+            f"(one seed: confirm it over seeds with a sweep): {values}")
+
+
+def dry_run(search: Search, args, base: dict, extra: dict) -> None:
+    """Print the batch the real run would queue next (later batches depend on its results)."""
+    storage, path = optuna.storages.InMemoryStorage(), pruning.journal_path(search.name)
+    if path.is_file():  # a copy of the real study: the journal is left untouched
+        optuna.copy_study(from_study_name=search.name, from_storage=pruning.open_journal(path),
+                          to_storage=storage)
+    study = optuna.create_study(study_name=search.name, storage=storage, direction="maximize",
+                                load_if_exists=True)
+    trials = study.get_trials(deepcopy=False)
+    batch = [t for t in trials if t.state == TrialState.RUNNING]
+    if not batch:
+        study.sampler = make_sampler(args.sampler, args.seed, len(trials), search.startup_trials)
+        batch = [study.ask(search.distributions())
+                 for _ in range(max(0, min(args.jobs, args.trials - len(trials))))]
+    for trial in batch:
+        exp = experiment(search, trial.number, trial.params, base, extra)
+        print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")
+    print(f"search {search.name} ({args.sampler}, seed {args.seed}): {len(trials)} of "
+          f"{args.trials} trials in the journal, {len(batch)} in the next batch; nothing queued "
+          f"(--dry-run)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m src.search", description=__doc__.split("\n\n")[0])
+    p.add_argument("name", help="a search of searches.yaml")
+    p.add_argument("--trials", type=int, required=True, help="trials the study should have in all")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers = batch size")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (not train.seed)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a param for every trial (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the next batch")
+    p.add_argument("--poll", type=float, default=sweep.POLL_SECONDS, help=argparse.SUPPRESS)
+    return p
+
+
+def main() -> None:
+    from filelock import FileLock, Timeout
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial is printed instead
+    args = parser().parse_args()
+    if args.trials < 1 or args.jobs < 1:
+        raise TunelabError("--trials and --jobs must be at least 1")
+    base = params.read_yaml(paths.PARAMS)
+    params.validate_all(base)
+    sweep_names = params.read_yaml(sweep.SWEEPS_FILE) if sweep.SWEEPS_FILE.exists() else {}
+    searches = load(SEARCHES_FILE, base, sweep_names)
+    if args.name not in searches:
+        raise TunelabError(f"unknown search {args.name!r}; searches in {SEARCHES_FILE}: "
+                           f"{', '.join(searches)}")
+    search, extra = searches[args.name], dict(sweeps.parse_set(s) for s in args.set or [])
+    check_values(search, base, extra)
+    if args.dry_run:
+        return dry_run(search, args, base, extra)
+    path = pruning.journal_path(search.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f"{search.name}.run.lock")  # not <journal>.lock: Optuna's own lock
+    try:
+        with FileLock(str(lock), timeout=0):
+            with tracking.store_lock():
+                tracking.init_store()  # before any worker starts, as sweep does
+            study = open_study(search, pruning.open_journal(path), extra)
+            check_strays(study, search)
+            ran = optimize(study, search, args.trials, args.jobs, args.seed, args.sampler,
+                           lambda exps: queue_and_wait(exps, args.jobs, args.poll), base, extra,
+                           log=lambda line: print(line, flush=True))
+    except Timeout:
+        raise TunelabError(f"search {search.name} is already running ({lock} is held)") from None
+    print(summary(study, search))
+    if ran and sweep.report(search, ran):  # names every failed experiment with the end of its log
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    errors.run(main)
