@@ -264,8 +264,8 @@ def build_study(sweep: sweeps.Sweep, frame: pd.DataFrame,
 
 
 def is_search(name: str) -> bool:
-    from src import search
-    return search.SEARCHES_FILE.exists() and name in params.read_yaml(search.SEARCHES_FILE)
+    from src.searches import SEARCHES_FILE
+    return SEARCHES_FILE.exists() and name in params.read_yaml(SEARCHES_FILE)
 
 
 def parser() -> argparse.ArgumentParser:

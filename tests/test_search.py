@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from src import params, pruning, search, sweep, sweeps
+from src import params, pruning, search, searches, sweep, sweeps
 from src.errors import ParamError, TunelabError
 from tests.conftest import REPO, TINY, make_project, sh
 
@@ -27,8 +27,8 @@ SPACE = {"train.lr": {"type": "loguniform", "low": 0.0001, "high": 0.01},
          "train.conv_channels": {"type": "categorical", "choices": [[16, 32], [32, 64]]}}
 
 
-def make_search(space=None, **fields) -> search.Search:
-    return search.parse_search("s", {"space": space or SPACE, **fields}, BASE)
+def make_search(space=None, **fields) -> searches.Search:
+    return searches.parse_search("s", {"space": space or SPACE, **fields}, BASE)
 
 
 def score(exp: sweeps.Experiment) -> float:
@@ -47,7 +47,7 @@ def fake_runner(state="completed", log=None):
 
 
 def run_search(journal: Path, n: int, jobs: int = 1, seed: int = 0, sampler: str = "tpe",
-               runner=None, s: search.Search | None = None):
+               runner=None, s: searches.Search | None = None):
     s = s or make_search(startup_trials=3)
     study = search.open_study(s, pruning.open_journal(journal), {})
     search.optimize(study, s, n, jobs, seed, sampler, runner or fake_runner(), BASE, {},
@@ -63,10 +63,10 @@ def proposals(study) -> list[tuple[int, dict]]:
 
 def test_the_repo_searches_are_valid():
     base = params.read_yaml(REPO / "params.yaml")
-    found = search.load(REPO / "searches.yaml", base, params.read_yaml(REPO / "sweeps.yaml"))
+    found = searches.load(REPO / "searches.yaml", base, params.read_yaml(REPO / "sweeps.yaml"))
     assert "lr_dropout" in found and all(s.description for s in found.values())
     lr = {d.key: d for d in found["lr_dropout"].space}
-    assert lr["train.lr"] == search.Dimension("train.lr", "loguniform", 0.0001, 0.01)
+    assert lr["train.lr"] == searches.Dimension("train.lr", "loguniform", 0.0001, 0.01)
     assert lr["train.conv_channels"].choices == ([16, 32], [32, 64])
 
 
@@ -123,19 +123,19 @@ def test_bad_spaces_are_refused_naming_search_and_key(change, message):
 ])
 def test_bad_searches_are_refused(spec, message):
     with pytest.raises(ParamError, match=f"^search s: .*{message}"):
-        search.parse_search("s", spec, BASE)
+        searches.parse_search("s", spec, BASE)
 
 
 def test_bad_names_and_set_values():
     with pytest.raises(ParamError, match="letters, digits and _"):
-        search.parse_search("a-b", {"space": SPACE}, BASE)
+        searches.parse_search("a-b", {"space": SPACE}, BASE)
     with pytest.raises(ParamError, match="sweep of that name"):
-        search.parse_search("dropout", {"space": SPACE}, BASE, sweep_names={"dropout": {}})
+        searches.parse_search("dropout", {"space": SPACE}, BASE, sweep_names={"dropout": {}})
     s = make_search()
     with pytest.raises(ParamError, match="--set train.lr is searched over"):
-        search.check_values(s, BASE, {"train.lr": 0.1})
+        searches.check_values(s, BASE, {"train.lr": 0.1})
     with pytest.raises(ParamError, match="train.crop_pad = 9 is out of range"):
-        search.check_values(s, BASE, {"train.crop_pad": 9})
+        searches.check_values(s, BASE, {"train.crop_pad": 9})
 
 
 def test_trial_names_carry_search_trial_and_seed():
