@@ -43,13 +43,11 @@ def fold_seed(seed: int, fold: int) -> int:
     return seed * 1000 + fold  # distinct per fold, identical across re-runs
 
 
-def train_fold(data: dict, fold: int, cfg: params.TrainParams, tracker: tracking.Tracker,
+def train_fold(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, fold: int,
+               cfg: params.TrainParams, tracker: tracking.Tracker,
                progress: bool = True) -> tuple[torch.nn.Module, engine.FitResult]:
-    """Train on every fold but ``fold`` and validate on ``fold``."""
-    mean, std = float(data["mean"]), float(data["std"])
-    held_out = torch.as_tensor(data["fold"] == fold)
-    x = engine.to_tensor(data["x_train"], mean, std)  # (N, 1, 28, 28)
-    y = torch.as_tensor(data["y_train"])
+    """Train on every fold but ``fold`` and validate on ``fold``; x is (N, 1, 28, 28) normalised."""
+    held_out = folds == fold
     torch.manual_seed(fold_seed(cfg.seed, fold))  # the initial weights
     model = models.build(cfg.model, **model_args(cfg))
     bar = tqdm(total=cfg.epochs, desc=f"fold {fold}", unit="epoch", disable=None if progress else True,
@@ -124,9 +122,11 @@ def main() -> None:
     tracking.save_handle(paths.MLFLOW_RUN, mlflow)
     tracker = tracking.FanOut(tracking.DVCLiveTracker(paths.TRAIN_FOLD_LIVE), mlflow)
     rows, status = [], "completed"
+    x = engine.to_tensor(data["x_train"], float(data["mean"]), float(data["std"]))  # once
+    y, folds = torch.as_tensor(data["y_train"]), torch.as_tensor(data["fold"])
     try:
         for fold in range(n_folds):
-            model, result = train_fold(data, fold, cfg, tracker)
+            model, result = train_fold(x, y, folds, fold, cfg, tracker)
             ckpt = checkpoint(model, cfg, fold, data, result)
             atomic.write_with(paths.checkpoint(fold), lambda tmp: torch.save(ckpt, tmp))
             rows += [{"fold": fold, **row} for row in result.history]

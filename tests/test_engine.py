@@ -116,3 +116,16 @@ def test_predict_restores_training_mode_and_batches(tensors):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_train_fold_holds_out_its_fold_with_a_no_op_tracker(tensors):
+    from src import tracking
+    from src.train import train_fold
+    x, y = tensors[0], tensors[1]
+    folds = torch.arange(len(x)) % 3
+    cfg = TrainParams(**SMALL, epochs=1)
+    model, result = train_fold(x, y, folds, 1, cfg, tracking.NullTracker(), progress=False)
+    assert result.status == "completed" and len(result.history) == 1
+    assert isinstance(model, torch.nn.Module)
+    # validation ran on fold 1 only: its accuracy is a multiple of 1/100 (100 held-out images)
+    assert round(result.history[0]["val_acc"] * 100, 4).is_integer()
