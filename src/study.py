@@ -289,7 +289,8 @@ def main() -> None:
             f"`dvc exp show` or in MLflow (tag sweep={args.name}); to confirm the best ones, list "
             f"them as `configs:` of a sweep and run it with --seeds 3")
     names = list(all_sweeps) if args.all else [get_sweep(all_sweeps, args.name).name]
-    shown = json.loads(dvc("exp", "show", "--json", *(["-A"] if args.all_commits else [])) or "[]")
+    shown = json.loads(dvc("exp", "show", "--json", *(["-A"] if args.all_commits else []),
+                           read_only=True) or "[]")
     written = 0
     for name in names:
         frame = experiments_frame(shown, all_sweeps[name])

@@ -35,15 +35,26 @@ POLL_SECONDS = 5.0
 LOG_TAIL = 15
 
 
-def dvc(*args: str, check: bool = True, lock_wait: float = 120.0) -> str:
+# DVC rewrites a running experiment's infofile in place, not atomically: a `queue status` or
+# `exp show` that reads it mid-write fails ("unexpected error - Expecting value: line 1 column 1").
+# Read-only queries are retried on that; commands that change the queue are not (a retry could
+# queue twice).
+TRANSIENT_READ_ERROR = "unexpected error"
+
+
+def dvc(*args: str, check: bool = True, lock_wait: float = 120.0, read_only: bool = False,
+        sleep=time.sleep) -> str:
     """Run a dvc command; its stdout, or a TunelabError with its output. While another DVC process
-    (a second sweep, a worker committing) holds the repository lock, wait and retry."""
+    (a second sweep, a worker committing) holds the repository lock, wait and retry; a read-only
+    query is also retried when it caught a file mid-write."""
     deadline = time.monotonic() + lock_wait
     while True:
         done = subprocess.run(["dvc", *args], capture_output=True, text=True)
-        if "Unable to acquire lock" not in done.stderr or time.monotonic() > deadline:
+        transient = "Unable to acquire lock" in done.stderr or (
+            read_only and done.returncode != 0 and TRANSIENT_READ_ERROR in done.stderr)
+        if not transient or time.monotonic() > deadline:
             break
-        time.sleep(1.0)
+        sleep(1.0)
     if check and done.returncode != 0:
         raise TunelabError(f"`dvc {' '.join(args)}` failed:\n{done.stdout}{done.stderr}".rstrip())
     return done.stdout
@@ -86,7 +97,7 @@ def parse_active_workers(text: str) -> int:
 
 
 def queue_state() -> tuple[list[Task], int]:
-    text = dvc("queue", "status")
+    text = dvc("queue", "status", read_only=True)
     return parse_queue_status(text), parse_active_workers(text)
 
 
@@ -147,7 +158,7 @@ def parse_exp_show(shown: list) -> dict[str, Outcome]:
 
 
 def experiment_outcomes() -> dict[str, Outcome]:
-    return parse_exp_show(json.loads(dvc("exp", "show", "--json") or "[]"))
+    return parse_exp_show(json.loads(dvc("exp", "show", "--json", read_only=True) or "[]"))
 
 
 def load_sweeps() -> tuple[dict, dict[str, sweeps.Sweep]]:

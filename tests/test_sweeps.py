@@ -141,3 +141,40 @@ def test_orphans_are_running_tasks_that_no_process_runs():
     assert [t.task_id for t in sweep.orphans(tasks, runs)] == ["bbb2222"]
     assert sweep.parse_active_workers("...\nWorker status: 2 active, 1 idle\n") == 2
     assert sweep.parse_active_workers("no status line") == 0
+
+
+def fake_dvc_runs(monkeypatch, results):
+    """Make src.sweep's `dvc` calls return ``results`` (returncode, stdout, stderr) in turn."""
+    import subprocess
+    calls = []
+
+    def run(cmd, **_):
+        calls.append(cmd)
+        code, out, err = results[len(calls) - 1]
+        return subprocess.CompletedProcess(cmd, code, out, err)
+    monkeypatch.setattr(sweep.subprocess, "run", run)
+    return calls
+
+
+# What `dvc queue status` printed in CI when it read a worker's infofile mid-write.
+MID_WRITE = (255, "Task  Name  Created  Status\n",
+             "ERROR: unexpected error - Expecting value: line 1 column 1 (char 0)\n")
+
+
+def test_read_only_queries_retry_a_file_caught_mid_write(monkeypatch):
+    calls = fake_dvc_runs(monkeypatch, [MID_WRITE, MID_WRITE, (0, "ok\n", "")])
+    assert sweep.dvc("queue", "status", read_only=True, sleep=lambda _: None) == "ok\n"
+    assert len(calls) == 3
+
+
+def test_commands_that_change_the_queue_are_not_retried_on_errors(monkeypatch):
+    calls = fake_dvc_runs(monkeypatch, [MID_WRITE, (0, "ok\n", "")])
+    with pytest.raises(sweep.TunelabError, match="Expecting value"):
+        sweep.dvc("exp", "run", "--queue", sleep=lambda _: None)
+    assert len(calls) == 1
+
+
+def test_a_persistent_read_error_is_reported_after_the_deadline(monkeypatch):
+    fake_dvc_runs(monkeypatch, [MID_WRITE] * 3)
+    with pytest.raises(sweep.TunelabError, match="queue status"):
+        sweep.dvc("queue", "status", read_only=True, lock_wait=0.0, sleep=lambda _: None)
