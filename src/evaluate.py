@@ -90,16 +90,22 @@ def build_metrics(folds: pd.DataFrame, probabilities: np.ndarray, y_test: np.nda
         },
         "model": {"params": n_parameters},
         # Timing varies between runs: kept apart so determinism checks can leave it out.
-        "time": {"seconds_per_epoch": float(folds["seconds_per_epoch"].mean()),
-                 "train_seconds": float(folds["seconds"].sum())},
+        "time": cost(folds),
     }
 
 
-def stopped_metrics(checkpoints: list[dict], status: str) -> dict:
+def cost(folds: pd.DataFrame) -> dict:
+    """Training cost over the folds: seconds per epoch, seconds, and fold-epochs trained (what a
+    search's pruning saves is counted in these)."""
+    return {"seconds_per_epoch": float(folds["seconds_per_epoch"].mean()),
+            "train_seconds": float(folds["seconds"].sum()), "epochs": int(folds["epochs"].sum())}
+
+
+def stopped_metrics(checkpoints: list[dict], folds: pd.DataFrame, status: str) -> dict:
     bad = next(c for c in checkpoints if c["status"] == status)
     return {"status": status, "reason": f"fold {bad['fold']}: {bad['reason']}",
             "test": {"accuracy": None}, "cv": {"val_accuracy": {"mean": None}},
-            "model": {"params": bad["n_parameters"]}}
+            "model": {"params": bad["n_parameters"]}, "time": cost(folds)}
 
 
 def confusion_rows(probabilities: np.ndarray, y_test: np.ndarray) -> pd.DataFrame:
@@ -123,7 +129,7 @@ def main() -> None:
     y_test = data["y_test"]
     stopped = next((c["status"] for c in checkpoints if c["status"] in ("diverged", "pruned")), None)
     if stopped:
-        results = stopped_metrics(checkpoints, stopped)
+        results = stopped_metrics(checkpoints, folds, stopped)
         probabilities = np.zeros((0, len(y_test), len(CLASS_NAMES)))
     else:
         x_test = engine.to_tensor(data["x_test"], float(data["mean"]), float(data["std"]))

@@ -3,7 +3,7 @@
 Reads  `dvc exp show --json` (the current commit's experiments; every commit's with --all-commits,
        keeping the newest run of a name): each experiment's params and
        reports/evaluate/metrics.json; `git show <exp rev>:reports/train/history.csv` for learning
-       curves; sweeps.yaml and params.yaml (the configurations and the baseline).
+       curves; sweeps.yaml, searches.yaml and params.yaml (the configurations and the baseline).
 Writes reports/study/<sweep>/ (each file atomically; files of an earlier study are replaced):
          summary.csv      one row per configuration: n, mean / std / 95% CI of the CV validation
                           accuracy, test accuracy, cost, and the Holm-adjusted comparison with the
@@ -11,8 +11,13 @@ Writes reports/study/<sweep>/ (each file atomically; files of an earlier study a
          experiments.csv  one row per experiment (what the table is made of);
          report.md        the table, findings in words, ANOVA, figures, failures;
          *.png            figures chosen from the sweep's design (src/study_figures.py);
-       an MLflow run `study-<sweep>` (tags sweep, tunelab.kind=study) with all of the above.
+       for a search (searches.yaml) instead: trials.csv, report.md (trials ranked, parameter
+       importance, what pruning saved, a sweep to confirm the best over seeds) and its figures
+       (src/search_study.py);
+       an MLflow run `study-<name>` (tags sweep, tunelab.kind=study | search-study) with all of
+       the above.
 Run    python -m src.study dropout              # after `python -m src.sweep run dropout --seeds 5`
+       python -m src.study lr_dropout           # after `python -m src.search lr_dropout ...`
        python -m src.study --all                # every sweep that has experiments
        python -m src.study lr --all-commits     # experiments of every commit, not just HEAD's
 
@@ -34,10 +39,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src import atomic, errors, params, paths, stats, study_figures, sweeps, tracking
+from src import (atomic, errors, exp_show, params, paths, search_study, stats, study_figures,
+                 sweeps, tracking)
 from src.study_report import render_report, usable
 from src.errors import TunelabError
-from src.sweep import dvc, get_sweep, load_sweeps
+from src.sweep import dvc, load_sweeps
 
 STUDY_REPORTS = Path("reports/study")
 DPI = 120
@@ -52,24 +58,6 @@ COLUMNS = ["name", "rev", "timestamp", "sweep", "config", "name_config", "seed",
 
 
 # --- collecting ----------------------------------------------------------------------------------
-
-def _get(data, keys):
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
-
-
-def _number(value) -> float:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if number else math.nan
-
-
-def _flat_params(data: dict) -> dict:
-    """``{"train": {"dropout": 0.3}}`` (params.yaml in exp show) -> ``{"train.dropout": 0.3}``."""
-    content = _get(data, ("params", str(paths.PARAMS), "data")) or {}
-    return {f"{s}.{k}": v for s, section in content.items() if isinstance(section, dict)
-            for k, v in section.items()}
-
 
 def match_config(sweep: sweeps.Sweep, flat: dict, defaults: dict) -> str | None:
     """The label of the configuration whose values ``flat`` has (a key a configuration leaves out
@@ -86,37 +74,26 @@ def experiments_frame(shown: list, sweep: sweeps.Sweep) -> pd.DataFrame:
 
     The configuration is recomputed from each experiment's own params, not read from its name; a
     name listed under several commits (``-A``) keeps its newest run."""
-    found: dict[str, dict] = {}
-    for commit in shown:
-        if commit.get("rev") == "workspace":
-            continue
-        defaults = _flat_params(commit.get("data") or {})
-        for exp in commit.get("experiments") or []:
-            head = exp["revs"][0]
-            name = exp.get("name") or head.get("name") or ""
-            parsed = sweeps.parse_name(name)
-            if not parsed or parsed["sweep"] != sweep.name:
-                continue
-            data = head.get("data") or {}
-            stamp = head.get("timestamp") or data.get("timestamp") or ""
-            if name in found and found[name]["timestamp"] >= stamp:
-                continue
-            flat = _flat_params(data)
-            metrics = _get(data, ("metrics", str(paths.METRICS), "data")) or {}
-            failed = bool(head.get("error")) or not metrics
-            label = match_config(sweep, flat, defaults) if flat else None
-            if label is None and all(k in flat for k in sweep.varied):
-                label = sweeps.config_label({k: flat[k] for k in sweep.varied})
-            others = {k: v for k, v in flat.items() if k not in sweep.varied and k != "train.seed"}
-            found[name] = {
-                "name": name, "rev": head.get("rev"), "timestamp": stamp, "sweep": sweep.name,
-                "config": label or parsed["config"], "name_config": parsed["config"],
-                "seed": int(flat.get("train.seed", parsed["seed"])),
-                "state": "failed" if failed else str(metrics.get("status", "failed")),
-                "reason": _get(head, ("error", "msg")) or metrics.get("reason") or "",
-                "others": json.dumps(others, sort_keys=True) if others else "",
-                **{column: _number(_get(metrics, keys)) for column, keys in METRICS.items()}}
-    return pd.DataFrame(list(found.values()), columns=COLUMNS)
+    rows = []
+    for name, head, defaults in exp_show.newest_experiments(
+            shown, lambda n: (sweeps.parse_name(n) or {}).get("sweep") == sweep.name):
+        parsed, data = sweeps.parse_name(name), head.get("data") or {}
+        flat, metrics = exp_show.flat_params(data), exp_show.metrics_of(data)
+        failed = bool(head.get("error")) or not metrics
+        label = match_config(sweep, flat, defaults) if flat else None
+        if label is None and all(k in flat for k in sweep.varied):
+            label = sweeps.config_label({k: flat[k] for k in sweep.varied})
+        others = {k: v for k, v in flat.items() if k not in sweep.varied and k != "train.seed"}
+        rows.append({
+            "name": name, "rev": head.get("rev"), "timestamp": exp_show.timestamp(head),
+            "sweep": sweep.name, "config": label or parsed["config"],
+            "name_config": parsed["config"], "seed": int(flat.get("train.seed", parsed["seed"])),
+            "state": "failed" if failed else str(metrics.get("status", "failed")),
+            "reason": exp_show.get(head, ("error", "msg")) or metrics.get("reason") or "",
+            "others": json.dumps(others, sort_keys=True) if others else "",
+            **{column: exp_show.number(exp_show.get(metrics, keys))
+               for column, keys in METRICS.items()}})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def require_completed(frame: pd.DataFrame, sweep: sweeps.Sweep, all_commits: bool = False) -> None:
@@ -231,24 +208,28 @@ def write_outputs(folder: Path, files: dict[str, object]) -> None:
             stale.unlink()
 
 
-def log_to_mlflow(sweep: sweeps.Sweep, folder: Path, summary: pd.DataFrame, n: int) -> str:
-    """The study as its own MLflow run in the project's store; returns the run id."""
+def log_to_mlflow(name: str, folder: Path, tags: dict, metrics: dict) -> str:
+    """The study of sweep or search ``name`` as its own MLflow run in the project's store, with
+    every file of ``folder`` as artifacts; returns the run id."""
     uri = tracking.tracking_uri()
     experiment_id, client = tracking.init_store(uri), tracking._client(uri)
-    best = summary.loc[summary["cv_mean"].idxmax()]
-    base = summary.loc[summary["config"] == sweep.baseline_label, "cv_mean"]
-    tags = {"sweep": sweep.name, "tunelab.kind": "study", "study.best_config": best["config"],
-            "study.baseline_config": sweep.baseline_label,
-            "git.commit": tracking.git_commit() or ""}
-    run_id = client.create_run(experiment_id, run_name=f"study-{sweep.name}", tags=tags).info.run_id
-    metrics = {"best.cv_accuracy_mean": best["cv_mean"], "experiments": n,
-               "baseline.cv_accuracy_mean": base.iloc[0] if len(base) else math.nan}
+    tags = {"sweep": name, "tunelab.kind": "study", "git.commit": tracking.git_commit() or ""} | tags
+    run_id = client.create_run(experiment_id, run_name=f"study-{name}", tags=tags).info.run_id
     for key, value in metrics.items():
         if np.isfinite(value):
             client.log_metric(run_id, key, float(value))
     client.log_artifacts(run_id, str(folder), "study")
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def sweep_run_record(sweep: sweeps.Sweep, summary: pd.DataFrame, n: int) -> tuple[dict, dict]:
+    """Tags and metrics of a sweep's study run: the best configuration and the baseline."""
+    best = summary.loc[summary["cv_mean"].idxmax()]
+    base = summary.loc[summary["config"] == sweep.baseline_label, "cv_mean"]
+    return ({"study.best_config": best["config"], "study.baseline_config": sweep.baseline_label},
+            {"best.cv_accuracy_mean": best["cv_mean"], "experiments": n,
+             "baseline.cv_accuracy_mean": base.iloc[0] if len(base) else math.nan})
 
 
 def build_study(sweep: sweeps.Sweep, frame: pd.DataFrame,
@@ -263,14 +244,36 @@ def build_study(sweep: sweeps.Sweep, frame: pd.DataFrame,
             "report.md": render_report(sweep, frame, summary, anova, note, list(built)), **built}
 
 
-def is_search(name: str) -> bool:
-    from src.searches import SEARCHES_FILE
-    return SEARCHES_FILE.exists() and name in params.read_yaml(SEARCHES_FILE)
+def load_searches(base: dict, sweep_names) -> dict:
+    from src import searches
+    if not searches.SEARCHES_FILE.exists():
+        return {}
+    return searches.load(searches.SEARCHES_FILE, base, sweep_names)
+
+
+def study_search(search, shown: list) -> None:
+    """A search's study: trials ranked, importance, history, pruning's savings (search_study)."""
+    frame = search_study.trials_frame(shown, search)
+    if frame.empty:
+        raise TunelabError(f"search {search.name} has no trials on the current commit: run "
+                           f"`python -m src.search {search.name} --trials 20 --jobs 2` first")
+    folder = STUDY_REPORTS / search.name
+    files = search_study.build(search, frame)
+    write_outputs(folder, files)
+    ranked = search_study.ranked(frame)
+    cost = search_study.compute(frame)
+    log_to_mlflow(search.name, folder,
+                  {"tunelab.kind": "search-study",
+                   "study.best_trial": ranked["name"].iloc[0] if len(ranked) else ""},
+                  {"best.cv_accuracy": ranked["cv_accuracy"].iloc[0] if len(ranked) else math.nan,
+                   "trials": len(frame), "pruned": cost["pruned"],
+                   "pruning.saved_share": cost["saved_share"]})
+    print(f"study {search.name}: {len(frame)} trials -> {folder}/: {', '.join(sorted(files))}")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.study", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", nargs="?", help="a sweep of sweeps.yaml")
+    p.add_argument("name", nargs="?", help="a sweep of sweeps.yaml or a search of searches.yaml")
     p.add_argument("--all", action="store_true", help="every sweep that has experiments")
     p.add_argument("--all-commits", "-A", action="store_true",
                    help="experiments of every commit (the newest run of each name)")
@@ -280,17 +283,19 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     if bool(args.name) == args.all:
-        raise TunelabError("name one sweep or pass --all, e.g. `python -m src.study dropout`")
-    _, all_sweeps = load_sweeps()
-    if not args.all and args.name not in all_sweeps and is_search(args.name):
-        raise TunelabError(
-            f"{args.name} is a search (searches.yaml), not a sweep: each trial is one configuration "
-            f"at one seed, so there is nothing to average over seeds yet. Compare its trials with "
-            f"`dvc exp show` or in MLflow (tag sweep={args.name}); to confirm the best ones, list "
-            f"them as `configs:` of a sweep and run it with --seeds 3")
-    names = list(all_sweeps) if args.all else [get_sweep(all_sweeps, args.name).name]
+        raise TunelabError("name one sweep or search, or pass --all, e.g. "
+                           "`python -m src.study dropout`")
+    base, all_sweeps = load_sweeps()
+    all_searches = {} if args.all or args.name in all_sweeps else load_searches(base, all_sweeps)
+    if not args.all and args.name not in all_sweeps and args.name not in all_searches:
+        raise TunelabError(f"unknown sweep or search {args.name!r}; sweeps in sweeps.yaml: "
+                           f"{', '.join(all_sweeps)}; searches in searches.yaml: "
+                           f"{', '.join(load_searches(base, all_sweeps)) or 'none'}")
     shown = json.loads(dvc("exp", "show", "--json", *(["-A"] if args.all_commits else []),
                            read_only=True) or "[]")
+    if args.name in all_searches:
+        return study_search(all_searches[args.name], shown)
+    names = list(all_sweeps) if args.all else [args.name]
     written = 0
     for name in names:
         frame = experiments_frame(shown, all_sweeps[name])
@@ -307,7 +312,7 @@ def main() -> None:
         kinds = {kind for _, kind in study_figures.plan(sweep, study_figures.grid_factors(sweep))}
         files = build_study(sweep, frame, read_histories(frame) if "curves" in kinds else None)
         write_outputs(folder, files)
-        log_to_mlflow(sweep, folder, files["summary.csv"], len(frame))
+        log_to_mlflow(name, folder, *sweep_run_record(sweep, files["summary.csv"], len(frame)))
         written += 1
         print(f"study {name}: {len(frame)} experiments -> {folder}/: {', '.join(sorted(files))}")
     if not written:

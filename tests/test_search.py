@@ -402,3 +402,17 @@ def test_search_on_the_queue_gives_experiments_mlflow_runs_and_a_study(tmp_path)
         ("tiny", f"t{n:03d}") for n in range(4)]
     again = sh(*run, cwd=root, env=env)  # resumable: nothing is left to run
     assert "search tiny: 4 trials (4 complete)" in again.stdout and "trial 0" not in again.stdout
+    # the study ranks the trials by the same CV accuracies Optuna was told, and logs itself
+    studied = sh(sys.executable, "-m", "src.study", "tiny", cwd=root, env=env)
+    assert "study tiny: 4 trials" in studied.stdout
+    folder = root / "reports/study/tiny"
+    assert {"trials.csv", "report.md", "optimization_history.png",
+            "top_configurations.png"} <= {p.name for p in folder.iterdir()}
+    import pandas as pd
+    trials = pd.read_csv(folder / "trials.csv").set_index("name")
+    for trial in study.trials:
+        assert trials.loc[trial.user_attrs["experiment"], "cv_accuracy"] == pytest.approx(trial.value)
+    assert "# Search: tiny" in (folder / "report.md").read_text()
+    studies = client.search_runs([client.get_experiment_by_name("tunelab").experiment_id],
+                                 "tags.`tunelab.kind` = 'search-study'")
+    assert [r.info.run_name for r in studies] == ["study-tiny"]
