@@ -42,6 +42,15 @@ class FitResult:
         return max(finite, key=lambda h: h["val_acc"]) if finite else {}
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX). Without it, oneDNN emulates
+    bf16 and autocast trains several times slower than fp32 (measured: 7.7x on a 2-core Zen 3)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private op: an unknown answer is not a warning
+        return True
+
+
 def to_tensor(images, mean: float, std: float) -> torch.Tensor:
     """uint8 (N, 28, 28) -> normalised float32 (N, 1, 28, 28), channels_last."""
     x = torch.tensor(images, dtype=torch.float32).div_(255.0).sub_(mean).div_(std)  # a copy

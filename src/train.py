@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pandas as pd
 import torch
@@ -32,6 +33,13 @@ def set_threads() -> int:
             raise errors.TunelabError(f"TUNELAB_THREADS={threads!r} must be a positive integer")
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
+
+
+def precision_warning(cfg: params.TrainParams) -> str | None:
+    if cfg.precision == "bf16" and not engine.native_bf16():
+        return ("warning: train.precision=bf16 on a CPU without native bf16 (AVX-512 BF16 or "
+                "AMX): it is emulated and trains several times slower than fp32 here; use fp32")
+    return None
 
 
 def model_args(cfg: params.TrainParams) -> dict:
@@ -110,6 +118,8 @@ def main() -> None:
     cfg = params.load("train", paths.PARAMS)
     data = load_prepared()
     threads = set_threads()
+    if warning := precision_warning(cfg):
+        print(warning, file=sys.stderr)
     n_folds = int(data["fold"].max()) + 1
     clear_outputs()
     uri = tracking.tracking_uri()

@@ -129,3 +129,13 @@ def test_train_fold_holds_out_its_fold_with_a_no_op_tracker(tensors):
     assert isinstance(model, torch.nn.Module)
     # validation ran on fold 1 only: its accuracy is a multiple of 1/100 (100 held-out images)
     assert round(result.history[0]["val_acc"] * 100, 4).is_integer()
+
+
+def test_bf16_warns_only_where_the_cpu_lacks_native_bf16(monkeypatch):
+    from src import train
+    assert isinstance(engine.native_bf16(), bool)
+    monkeypatch.setattr(engine, "native_bf16", lambda: False)
+    assert "emulated" in train.precision_warning(TrainParams(precision="bf16"))
+    assert train.precision_warning(TrainParams(precision="fp32")) is None
+    monkeypatch.setattr(engine, "native_bf16", lambda: True)
+    assert train.precision_warning(TrainParams(precision="bf16")) is None
