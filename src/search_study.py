@@ -42,7 +42,8 @@ def trials_frame(shown: list, search: Search) -> pd.DataFrame:
         data = head.get("data") or {}
         flat, metrics = exp_show.flat_params(data), exp_show.metrics_of(data)
         failed = bool(head.get("error")) or not metrics
-        full = exp_show.number(flat.get("prepare.cv_folds")) * exp_show.number(flat.get("train.epochs"))
+        full = exp_show.number(flat.get("prepare.cv_folds")) * \
+            exp_show.number(flat.get("train.epochs"))
         rows.append({
             "name": name, "rev": head.get("rev"), "trial": pruning.parse_trial_name(name)[1],
             "seed": flat.get("train.seed"),
@@ -99,8 +100,11 @@ def importance(frame: pd.DataFrame, search: Search, seed: int = 0) -> tuple[dict
     study = optuna.create_study(direction="maximize")
     for row in done.to_dict("records"):
         chosen = {d.key: _encoded(d, row[d.key]) for d in search.space}
-        study.add_trial(optuna.trial.create_trial(params=chosen, distributions=distributions,
-                                                  value=float(row["cv_accuracy"])))
+        try:
+            study.add_trial(optuna.trial.create_trial(params=chosen, distributions=distributions,
+                                                      value=float(row["cv_accuracy"])))
+        except ValueError as error:  # a value outside today's space (searches.yaml was edited)
+            return {}, f"parameter importance not computed: {row['name']}: {error}"
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator)), ""
 

@@ -161,3 +161,10 @@ def test_report_says_one_seed_and_gives_a_valid_confirming_sweep():
     assert confirm.configs[0]["train.conv_channels"] == [32, 64]
     assert confirm.baseline_label == confirm.label(confirm.configs[0])
     assert all(c["train.optimizer"] == "adamw" for c in confirm.configs)  # the fixed values
+
+
+def test_importance_refuses_trials_outside_the_space():
+    frame = search_study.trials_frame(shown_trials(4), SEARCH)
+    frame.loc[0, "train.conv_channels"] = "[8, 16]"  # not a choice of the space any more
+    importances, note = search_study.importance(frame, SEARCH)
+    assert importances == {} and "s--t000--s0" in note
