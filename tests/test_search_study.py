@@ -168,3 +168,12 @@ def test_importance_refuses_trials_outside_the_space():
     frame.loc[0, "train.conv_channels"] = "[8, 16]"  # not a choice of the space any more
     importances, note = search_study.importance(frame, SEARCH)
     assert importances == {} and "s--t000--s0" in note
+
+
+def test_a_search_without_completed_trials_still_reports():
+    frame = small_frame()
+    frame = frame[frame["state"] != "completed"]
+    files = search_study.build(SEARCH, frame)
+    assert set(files) == {"trials.csv", "report.md", "optimization_history.png"}
+    assert "no completed trial" in files["report.md"] and "Confirm over seeds" not in files["report.md"]
+    assert "parameter importance needs at least 2 completed trials" in files["report.md"]
