@@ -221,10 +221,11 @@ def main() -> None:
     base = params.read_yaml(paths.PARAMS)
     params.validate_all(base)
     sweep_names = params.read_yaml(sweep.SWEEPS_FILE) if sweep.SWEEPS_FILE.exists() else {}
-    searches = load(SEARCHES_FILE, base, sweep_names)
-    if args.name not in searches:
+    declared = params.read_yaml(SEARCHES_FILE) if SEARCHES_FILE.exists() else {}
+    if args.name not in declared:
         raise TunelabError(f"unknown search {args.name!r}; searches in {SEARCHES_FILE}: "
-                           f"{', '.join(searches)}")
+                           f"{', '.join(declared) or 'none'}")
+    searches = load(SEARCHES_FILE, base, sweep_names, names=[args.name])
     search, extra = searches[args.name], dict(sweeps.parse_set(s) for s in args.set or [])
     check_values(search, base, extra)
     if args.dry_run:

@@ -167,6 +167,7 @@ def check_values(search: Search, base: dict, extra: dict | None = None) -> None:
             raise ParamError(f"search {search.name}, at {at}: {error}") from None
 
 
-def load(path: Path, base: dict, sweep_names=()) -> dict[str, Search]:
+def load(path: Path, base: dict, sweep_names=(), names=None) -> dict[str, Search]:
+    """The searches of a searches.yaml (all, or those in ``names``), validated against ``base``."""
     return {name: parse_search(name, spec, base, sweep_names)
-            for name, spec in params.read_yaml(path).items()}
+            for name, spec in params.read_yaml(path).items() if names is None or name in names}

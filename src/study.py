@@ -43,7 +43,7 @@ from src import (atomic, errors, exp_show, params, paths, search_study, stats, s
                  sweeps, tracking)
 from src.study_report import render_report, usable
 from src.errors import TunelabError
-from src.sweep import dvc, load_sweeps
+from src.sweep import dvc, load_sweeps, sweep_names
 
 STUDY_REPORTS = Path("reports/study")
 DPI = 120
@@ -244,11 +244,29 @@ def build_study(sweep: sweeps.Sweep, frame: pd.DataFrame,
             "report.md": render_report(sweep, frame, summary, anova, note, list(built)), **built}
 
 
-def load_searches(base: dict, sweep_names) -> dict:
+def search_names() -> list[str]:
     from src import searches
-    if not searches.SEARCHES_FILE.exists():
-        return {}
-    return searches.load(searches.SEARCHES_FILE, base, sweep_names)
+    return list(params.read_yaml(searches.SEARCHES_FILE)) if searches.SEARCHES_FILE.exists() else []
+
+
+def load_search(name: str):
+    from src import searches
+    base = params.read_yaml(paths.PARAMS)
+    params.validate_all(base)
+    return searches.load(searches.SEARCHES_FILE, base, sweep_names(), names=[name])[name]
+
+
+def sweeps_to_study(names: list[str]) -> dict[str, sweeps.Sweep]:
+    """The named sweeps parsed; with --all, one that does not fit params.yaml is skipped, said."""
+    if len(names) == 1:
+        return load_sweeps(names)[1]
+    found = {}
+    for name in names:
+        try:
+            found |= load_sweeps([name])[1]
+        except TunelabError as error:
+            print(f"skipped: {error}", file=sys.stderr)
+    return found
 
 
 def study_search(search, shown: list) -> None:
@@ -285,17 +303,18 @@ def main() -> None:
     if bool(args.name) == args.all:
         raise TunelabError("name one sweep or search, or pass --all, e.g. "
                            "`python -m src.study dropout`")
-    base, all_sweeps = load_sweeps()
-    all_searches = {} if args.all or args.name in all_sweeps else load_searches(base, all_sweeps)
-    if not args.all and args.name not in all_sweeps and args.name not in all_searches:
+    is_search = not args.all and args.name not in sweep_names() and args.name in search_names()
+    if not args.all and not is_search and args.name not in sweep_names():
         raise TunelabError(f"unknown sweep or search {args.name!r}; sweeps in sweeps.yaml: "
-                           f"{', '.join(all_sweeps)}; searches in searches.yaml: "
-                           f"{', '.join(load_searches(base, all_sweeps)) or 'none'}")
+                           f"{', '.join(sweep_names())}; searches in searches.yaml: "
+                           f"{', '.join(search_names()) or 'none'}")
+    search = load_search(args.name) if is_search else None
+    all_sweeps = {} if is_search else sweeps_to_study(sweep_names() if args.all else [args.name])
     shown = json.loads(dvc("exp", "show", "--json", *(["-A"] if args.all_commits else []),
                            read_only=True) or "[]")
-    if args.name in all_searches:
-        return study_search(all_searches[args.name], shown)
-    names = list(all_sweeps) if args.all else [args.name]
+    if search:
+        return study_search(search, shown)
+    names = list(all_sweeps)
     written = 0
     for name in names:
         frame = experiments_frame(shown, all_sweeps[name])

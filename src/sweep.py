@@ -161,17 +161,24 @@ def experiment_outcomes() -> dict[str, Outcome]:
     return parse_exp_show(json.loads(dvc("exp", "show", "--json", read_only=True) or "[]"))
 
 
-def load_sweeps() -> tuple[dict, dict[str, sweeps.Sweep]]:
+def sweep_names() -> list[str]:
+    """The sweeps declared in sweeps.yaml, unparsed."""
+    return list(params.read_yaml(SWEEPS_FILE)) if SWEEPS_FILE.exists() else []
+
+
+def check_sweep_name(name: str) -> None:
+    if name not in sweep_names():
+        raise TunelabError(f"unknown sweep {name!r}; sweeps in {SWEEPS_FILE}: "
+                           f"{', '.join(sweep_names())}")
+
+
+def load_sweeps(names=None) -> tuple[dict, dict[str, sweeps.Sweep]]:
+    """params.yaml and the sweeps (all, or ``names``; an unknown name is refused)."""
+    for name in names or ():
+        check_sweep_name(name)
     base = params.read_yaml(paths.PARAMS)
     params.validate_all(base)
-    return base, sweeps.load(SWEEPS_FILE, base)
-
-
-def get_sweep(all_sweeps: dict[str, sweeps.Sweep], name: str) -> sweeps.Sweep:
-    if name not in all_sweeps:
-        raise TunelabError(f"unknown sweep {name!r}; sweeps in {SWEEPS_FILE}: "
-                           f"{', '.join(all_sweeps)}")
-    return all_sweeps[name]
+    return base, sweeps.load(SWEEPS_FILE, base, names)
 
 
 def cmd_list(_args) -> None:
@@ -240,8 +247,8 @@ def log_tail(name: str, lines: int = LOG_TAIL) -> str:
 
 
 def cmd_run(args) -> int:
-    base, all_sweeps = load_sweeps()
-    sweep = get_sweep(all_sweeps, args.name)
+    base, loaded = load_sweeps([args.name])
+    sweep = loaded[args.name]
     extra = dict(sweeps.parse_set(item) for item in args.set or [])
     experiments = sweeps.expand(sweep, args.seeds, base, extra)
     if args.jobs < 1:
@@ -309,10 +316,9 @@ def report(sweep: sweeps.Sweep, experiments: list[sweeps.Experiment]) -> int:
 
 
 def cmd_status(args) -> None:
-    _, all_sweeps = load_sweeps()
-    names = [args.name] if args.name else list(all_sweeps)
-    for name in names:
-        get_sweep(all_sweeps, name)
+    if args.name:
+        check_sweep_name(args.name)
+    names = [args.name] if args.name else sweep_names()
     outcomes = experiment_outcomes()
     tasks = queue_tasks()
     print(f"{'sweep':<14} {'done':>5} {'diverged':>9} {'pruned':>7} {'failed':>7} {'running':>8} "

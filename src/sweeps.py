@@ -171,10 +171,13 @@ def parse_sweep(name: str, spec: Any, base_params: dict) -> Sweep:
     return Sweep(name, str(spec.get("description", "")), tuple(configs), matches[0], varied)
 
 
-def load(path: str | Path, base_params: dict) -> dict[str, Sweep]:
-    """All sweeps of a sweeps.yaml, each validated against ``base_params`` (params.yaml)."""
+def load(path: str | Path, base_params: dict, names=None) -> dict[str, Sweep]:
+    """The sweeps of a sweeps.yaml (all, or those in ``names``), each validated against
+    ``base_params`` (params.yaml). Only the named ones are validated: a sweep that does not fit
+    the current params (e.g. group norm on 4 channels) must not block another."""
     data = params.read_yaml(path)
-    return {name: parse_sweep(name, spec, base_params) for name, spec in data.items()}
+    return {name: parse_sweep(name, spec, base_params) for name, spec in data.items()
+            if names is None or name in names}
 
 
 def expand(sweep: Sweep, seeds: int, base_params: dict, extra: dict | None = None) -> list[Experiment]:

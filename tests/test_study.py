@@ -365,3 +365,21 @@ def test_study_of_a_real_two_worker_sweep(tmp_path):
     assert not (root / "reports/study/empty").exists()
     assert pd.read_csv(folder / "summary.csv")["p_value"].tolist() == pytest.approx(
         summary["p_value"].tolist(), nan_ok=True)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("lr_dropout", "search lr_dropout has no trials on the current commit"),
+    ("dropout", "sweep dropout has no completed experiments"),
+    ("dropuot", "unknown sweep or search 'dropuot'; sweeps in sweeps.yaml: dropout, ")])
+def test_a_study_reads_only_its_own_sweep_or_search(tmp_path, monkeypatch, name, message):
+    # the CI failure: a tiny params.yaml that the `norm` sweep's group norm does not fit stopped
+    # the study of every other sweep and search
+    for item in ("sweeps.yaml", "searches.yaml"):
+        (tmp_path / item).write_text((REPO / item).read_text())
+    (tmp_path / "params.yaml").write_text(
+        json.dumps(sweeps.apply(BASE, {f"train.{k}": v for k, v in TINY["train"].items()})))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(study, "dvc", lambda *args, **kwargs: "[]")
+    monkeypatch.setattr(sys, "argv", ["study", name])
+    with pytest.raises(TunelabError, match=message.replace("(", r"\(")):
+        study.main()

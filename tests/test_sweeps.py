@@ -178,3 +178,10 @@ def test_a_persistent_read_error_is_reported_after_the_deadline(monkeypatch):
     fake_dvc_runs(monkeypatch, [MID_WRITE] * 3)
     with pytest.raises(sweep.TunelabError, match="queue status"):
         sweep.dvc("queue", "status", read_only=True, lock_wait=0.0, sleep=lambda _: None)
+
+
+def test_only_the_named_sweeps_are_checked_against_params():
+    small = sweeps.apply(BASE, {"train.conv_channels": [4, 8]})  # group norm (8 groups) can't fit 4
+    with pytest.raises(ParamError, match="sweep norm, configuration norm=group"):
+        sweeps.load(REPO / "sweeps.yaml", small)
+    assert list(sweeps.load(REPO / "sweeps.yaml", small, names=["dropout"])) == ["dropout"]
