@@ -11,7 +11,9 @@ trials over to a sweep (as `configs:`) to be confirmed over seeds.
 from __future__ import annotations
 
 import math
+import shlex
 
+import matplotlib.ticker
 import numpy as np
 import optuna
 import pandas as pd
@@ -58,6 +60,23 @@ def trials_frame(shown: list, search: Search) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values("trial", ignore_index=True)
 
 
+def shared_settings(shown: list, search: Search, base: dict) -> dict:
+    """The params outside the search's space and its `fixed` values that every trial shared and
+    that differ from ``base`` (params.yaml content): the `--set` overrides of the run, which a
+    reader of the report must know (e.g. a 1,500-image subset)."""
+    space = {d.key for d in search.space} | set(search.fixed) | {"train.seed"}
+    shared = None
+    for _, head, _ in exp_show.newest_experiments(
+            shown, lambda n: (pruning.parse_trial_name(n) or ("",))[0] == search.name):
+        flat = {k: v for k, v in exp_show.flat_params(head.get("data") or {}).items()
+                if k not in space}
+        shared = flat if shared is None else {k: v for k, v in shared.items()
+                                              if k in flat and flat[k] == v}
+    base_flat = {f"{s}.{k}": v for s, section in base.items() if isinstance(section, dict)
+                 for k, v in section.items()}
+    return {k: v for k, v in sorted((shared or {}).items()) if base_flat.get(k) != v}
+
+
 def completed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~frame["state"].isin(EXCLUDED) & frame["cv_accuracy"].notna()]
 
@@ -97,6 +116,7 @@ def importance(frame: pd.DataFrame, search: Search, seed: int = 0) -> tuple[dict
         return {}, f"parameter importance needs at least 2 completed trials with different " \
                    f"results; this search has {len(done)}"
     distributions = search.distributions()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
     study = optuna.create_study(direction="maximize")
     for row in done.to_dict("records"):
         chosen = {d.key: _encoded(d, row[d.key]) for d in search.space}
@@ -198,9 +218,15 @@ def slices_figure(frame: pd.DataFrame, search: Search) -> Figure:
             x = x.map({v: i for i, v in enumerate(order)})
             ax.set_xticks(range(len(order)), [str(o) for o in order], fontsize=8)
             ax.set_xlim(-0.5, len(order) - 0.5)
+        else:  # the whole range searched, so the plot shows where the sampler went
+            log = dim.type == "loguniform" or (dim.type == "int" and dim.log)
+            margin = (dim.high / dim.low) ** 0.04 if log else (dim.high - dim.low) * 0.04
+            ax.set_xscale("log" if log else "linear")
+            ax.set_xlim(*((dim.low / margin, dim.high * margin) if log else
+                          (dim.low - margin, dim.high + margin)))
+            if log:  # decades only: minor labels (2x10^-3, 3x10^-3...) collide
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         points = ax.scatter(x, done["cv_accuracy"], c=done["trial"], cmap="viridis", s=25)
-        if dim.type == "loguniform" or (dim.type == "int" and dim.log):
-            ax.set_xscale("log")
         ax.set_xlabel(dim.key)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("CV validation accuracy")
@@ -237,7 +263,10 @@ def confirm_snippet(frame: pd.DataFrame, search: Search, top: int = 3) -> list[s
 
 
 def render(search: Search, frame: pd.DataFrame, importances: dict[str, float], note: str,
-           cost: dict, figures: list[str]) -> str:
+           cost: dict, figures: list[str], settings: dict | None = None) -> str:
+    settings = settings or {}
+    sets = " ".join("--set " + shlex.quote(f"{k}={sweeps.format_value(v)}")
+                    for k, v in settings.items())
     states = ", ".join(f"{n} {s}" for s, n in frame["state"].value_counts().items())
     keys = [d.key for d in search.space]
     rows = [[i + 1, f"t{int(r['trial']):03d}", *(_short(r[k]) for k in keys),
@@ -248,6 +277,10 @@ def render(search: Search, frame: pd.DataFrame, importances: dict[str, float], n
              f"{len(frame)} trials ({states}). Objective: CV validation accuracy (mean over the "
              "folds, final epoch); the test set was not used to rank and is shown as "
              "confirmation only.", "",
+             *([f"Every trial ran with these values that differ from params.yaml: "
+                f"{', '.join(f'`{k}={sweeps.format_value(v)}`' for k, v in settings.items())}. "
+                "Accuracies are comparable with each other, not with the defaults' results.",
+                ""] if settings else []),
              "**One seed per trial**: the intervals are 95% CIs over the trial's CV folds (how "
              "precisely it was measured), not over seeds. Differences between the top trials "
              "smaller than these intervals are not evidence; confirm the best ones over seeds "
@@ -274,7 +307,7 @@ def render(search: Search, frame: pd.DataFrame, importances: dict[str, float], n
     if len(completed(frame)):
         lines += ["## Confirm over seeds", "",
                   "Add this to sweeps.yaml, then `python -m src.sweep run "
-                  f"{search.name}_confirm --seeds 3 --jobs 2` and "
+                  f"{search.name}_confirm --seeds 3 --jobs 2{' ' + sets if sets else ''}` and "
                   f"`python -m src.study {search.name}_confirm`:", "",
                   *confirm_snippet(frame, search), ""]
     stopped = frame[frame["state"].isin(EXCLUDED)]
@@ -285,9 +318,10 @@ def render(search: Search, frame: pd.DataFrame, importances: dict[str, float], n
     return "\n".join(lines)
 
 
-def build(search: Search, frame: pd.DataFrame) -> dict[str, object]:
-    """Every output file of a search's study, by name: trials.csv, report.md, the figures."""
+def build(search: Search, frame: pd.DataFrame, settings: dict | None = None) -> dict[str, object]:
+    """Every output file of a search's study, by name: trials.csv, report.md, the figures.
+    ``settings``: what :func:`shared_settings` found, named in the report."""
     importances, note = importance(frame, search)
     figures = build_figures(frame, search, importances)
-    report = render(search, frame, importances, note, compute(frame), list(figures))
+    report = render(search, frame, importances, note, compute(frame), list(figures), settings)
     return {"trials.csv": frame, "report.md": report, **figures}

@@ -276,7 +276,8 @@ def study_search(search, shown: list) -> None:
         raise TunelabError(f"search {search.name} has no trials on the current commit: run "
                            f"`python -m src.search {search.name} --trials 20 --jobs 2` first")
     folder = STUDY_REPORTS / search.name
-    files = search_study.build(search, frame)
+    settings = search_study.shared_settings(shown, search, params.read_yaml(paths.PARAMS))
+    files = search_study.build(search, frame, settings)
     write_outputs(folder, files)
     ranked = search_study.ranked(frame)
     cost = search_study.compute(frame)

@@ -140,7 +140,11 @@ def test_figures_show_trials_best_so_far_and_stopped_ones():
     top = figures["top_configurations.png"].axes[0]
     labels = [t.get_text() for t in top.get_yticklabels()]
     assert labels[-1].startswith("t001: lr=0.003") and len(labels) == 3  # best on top
-    assert len(figures["param_slices.png"].axes) == 3 + 1  # a panel per parameter + colour bar
+    slices = figures["param_slices.png"].axes
+    assert len(slices) == 3 + 1  # a panel per parameter + colour bar
+    lr, dropout = slices[0], slices[1]  # each spans the whole searched range
+    assert lr.get_xscale() == "log" and lr.get_xlim()[0] < 1e-4 and lr.get_xlim()[1] > 1e-2
+    assert dropout.get_xscale() == "linear" and dropout.get_xlim()[0] < 0 < 0.6 < dropout.get_xlim()[1]
     bars = figures["param_importance.png"].axes[0].patches
     assert sorted(b.get_width() for b in bars) == [0.3, 0.7]
 
@@ -177,3 +181,21 @@ def test_a_search_without_completed_trials_still_reports():
     assert set(files) == {"trials.csv", "report.md", "optimization_history.png"}
     assert "no completed trial" in files["report.md"] and "Confirm over seeds" not in files["report.md"]
     assert "parameter importance needs at least 2 completed trials" in files["report.md"]
+
+
+def test_the_report_names_the_settings_every_trial_shared_beyond_params_yaml():
+    shown = shown_trials(4)
+    for entry in shown[1]["experiments"]:  # as after `--set train.epochs=5 --set prepare.cv_folds=2`
+        data = entry["revs"][0]["data"]["params"]["params.yaml"]["data"]
+        data["train"] |= {"optimizer": "adamw", "hidden_units": [64, 32]}
+    entry["revs"][0]["data"]["params"]["params.yaml"]["data"]["prepare"]["cv_folds"] = 3
+    base = sweeps.apply(BASE, {"train.epochs": 10})
+    settings = search_study.shared_settings(shown, SEARCH, base)
+    # not the searched keys, the seed, the search's own fixed optimizer, nor the cv_folds the
+    # trials disagree on; params.yaml's epochs differ, its hidden_units too
+    assert settings == {"train.epochs": 5, "train.hidden_units": [64, 32]}
+    report = search_study.build(SEARCH, search_study.trials_frame(shown, SEARCH),
+                                settings)["report.md"]
+    assert "differ from params.yaml: `train.epochs=5`, `train.hidden_units=[64, 32]`." in report
+    assert "--jobs 2 --set train.epochs=5 --set 'train.hidden_units=[64, 32]'`" in report
+    assert "differ from params.yaml" not in search_study.build(SEARCH, small_frame())["report.md"]
