@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from src import params, search_study, searches  # noqa: E402
+from src import params, search_study, searches, sweep  # noqa: E402
 
 
 def clone(into: Path) -> Path:
@@ -53,8 +53,8 @@ def start(repo: Path, args, prune: bool) -> subprocess.Popen:
 
 
 def trials(repo: Path, search) -> "search_study.pd.DataFrame":
-    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
-                           text=True, check=True).stdout
+    shown = sweep.run_dvc(["exp", "show", "--json"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout
     return search_study.trials_frame(json.loads(shown), search)
 
 

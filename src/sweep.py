@@ -42,6 +42,27 @@ LOG_TAIL = 15
 TRANSIENT_READ_ERROR = "unexpected error"
 
 
+def tool_env() -> dict[str, str]:
+    """The environment for `dvc` and the stages it runs: this interpreter's bin directory first on
+    PATH, so that `.venv/bin/python -m src.sweep ...` finds the venv's `dvc`, and the stages'
+    `python` is this same interpreter, without activating the venv."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {**os.environ, "PATH": os.pathsep.join([bindir, path]) if path else bindir}
+
+
+def run_dvc(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(["dvc", *args])`` in :func:`tool_env`; a clear error when dvc is missing."""
+    env = tool_env()
+    try:
+        return subprocess.run(["dvc", *args], env=env, **kwargs)
+    except FileNotFoundError:
+        raise TunelabError(
+            f"`dvc` was not found next to {sys.executable} or on PATH: install the project with "
+            "`bash setup.sh`, then run tunelab with `.venv/bin/python -m ...` or after "
+            "`source .venv/bin/activate`") from None
+
+
 def dvc(*args: str, check: bool = True, lock_wait: float = 120.0, read_only: bool = False,
         sleep=time.sleep) -> str:
     """Run a dvc command; its stdout, or a TunelabError with its output. While another DVC process
@@ -49,7 +70,7 @@ def dvc(*args: str, check: bool = True, lock_wait: float = 120.0, read_only: boo
     query is also retried when it caught a file mid-write."""
     deadline = time.monotonic() + lock_wait
     while True:
-        done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+        done = run_dvc(list(args), capture_output=True, text=True)
         transient = "Unable to acquire lock" in done.stderr or (
             read_only and done.returncode != 0 and TRANSIENT_READ_ERROR in done.stderr)
         if not transient or time.monotonic() > deadline:
@@ -81,8 +102,8 @@ def start_workers(jobs: int) -> None:
     """`dvc queue start -j J`. The workers it spawns outlive it and inherit its stdout/stderr: with
     pipes, waiting for the command would wait for the whole queue, so its output goes to a file."""
     with tempfile.TemporaryFile("w+") as out:
-        done = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=out,
-                              stdin=subprocess.DEVNULL)
+        done = run_dvc(["queue", "start", "-j", str(jobs)], stdout=out, stderr=out,
+                       stdin=subprocess.DEVNULL)
         if done.returncode != 0:
             out.seek(0)
             raise TunelabError(f"`dvc queue start -j {jobs}` failed:\n{out.read()}".rstrip())

@@ -185,3 +185,31 @@ def test_only_the_named_sweeps_are_checked_against_params():
     with pytest.raises(ParamError, match="sweep norm, configuration norm=group"):
         sweeps.load(REPO / "sweeps.yaml", small)
     assert list(sweeps.load(REPO / "sweeps.yaml", small, names=["dropout"])) == ["dropout"]
+
+
+def fake_interpreter(monkeypatch, tmp_path, with_dvc: bool):
+    """A bin directory holding a stand-in `python` (as sys.executable) and, optionally, a `dvc`
+    that prints which `python` a stage would run; PATH holds neither."""
+    bindir = tmp_path / "venv" / "bin"
+    bindir.mkdir(parents=True)
+    for name in ["python"] + (["dvc"] if with_dvc else []):
+        tool = bindir / name
+        tool.write_text('#!/bin/sh\necho "$0 $*"; command -v python\n')
+        tool.chmod(0o755)
+    monkeypatch.setattr(sweep.sys, "executable", str(bindir / "python"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    return bindir
+
+
+def test_dvc_and_the_stages_python_are_found_next_to_the_interpreter(monkeypatch, tmp_path):
+    # `.venv/bin/python -m src.sweep ...` without an activated venv: the venv's dvc runs, and the
+    # stages it starts would run the venv's python.
+    bindir = fake_interpreter(monkeypatch, tmp_path, with_dvc=True)
+    out = sweep.dvc("queue", "status")
+    assert out.splitlines() == [f"{bindir}/dvc queue status", f"{bindir}/python"]
+
+
+def test_a_missing_dvc_is_a_clear_error(monkeypatch, tmp_path):
+    fake_interpreter(monkeypatch, tmp_path, with_dvc=False)
+    with pytest.raises(sweep.TunelabError, match="`dvc` was not found next to .*`bash setup.sh`"):
+        sweep.dvc("queue", "status")
