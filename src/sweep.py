@@ -274,17 +274,18 @@ def cmd_run(args) -> int:
     experiments = sweeps.expand(sweep, args.seeds, base, extra)
     if args.jobs < 1:
         raise TunelabError(f"--jobs {args.jobs}: must be at least 1")
+    in_queue_order = sweeps.longest_first(experiments, base)
     if args.dry_run:
-        for exp in experiments:
+        for exp in in_queue_order:
             print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")
         print(f"{len(experiments)} experiments ({len(sweep.configs)} configurations x "
-              f"{args.seeds} seeds); nothing queued (--dry-run)")
+              f"{args.seeds} seeds), longest first; nothing queued (--dry-run)")
         return 0
 
     tasks = queue_tasks()
     done = {n for n, o in experiment_outcomes().items() if o.state != "failed"}
     pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
-    todo = [e for e in experiments if e.name not in done and e.name not in pending]
+    todo = [e for e in in_queue_order if e.name not in done and e.name not in pending]
     resumed = [pending[e.name] for e in experiments if e.name in pending]
     print(f"sweep {sweep.name}: {len(experiments)} experiments; {len(done & {e.name for e in experiments})} "
           f"already succeeded on this commit, {len(resumed)} still queued, {len(todo)} to queue")

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import yaml
 
-from src import params, sweep, sweeps
+from src import models, params, sweep, sweeps
 from src.errors import ParamError
 from tests.conftest import REPO
 
@@ -213,3 +213,36 @@ def test_a_missing_dvc_is_a_clear_error(monkeypatch, tmp_path):
     fake_interpreter(monkeypatch, tmp_path, with_dvc=False)
     with pytest.raises(sweep.TunelabError, match="`dvc` was not found next to .*`bash setup.sh`"):
         sweep.dvc("queue", "status")
+
+
+def test_training_flops_count_every_conv_and_linear_multiply_add():
+    small = models.build("cnn", conv_channels=(4,), hidden_units=(8,))
+    macs = 28 * 28 * 4 * 9 + 4 * 14 * 14 * 8 + 8 * 10  # conv 3x3 'same', FC on the pooled map
+    assert models.training_flops_per_sample(small) == 6 * macs
+    mlp = models.build("mlp", hidden_units=(256, 128))
+    assert models.training_flops_per_sample(mlp) == 6 * (784 * 256 + 256 * 128 + 128 * 10)
+    reference = models.build("cnn")
+    assert round(models.training_flops_per_sample(reference) / 1e6, 2) == 25.45  # README's 25.4
+    assert reference.training  # counting leaves the model as it found it
+
+
+def test_experiments_are_queued_longest_first_and_seeds_stay_in_order():
+    loaded = sweeps.load(REPO / "sweeps.yaml", BASE, names=["pooling", "dropout", "combined"])
+    pooling = sweeps.longest_first(sweeps.expand(loaded["pooling"], 2, BASE), BASE)
+    assert [e.name for e in pooling] == ["pooling--pooling=none--s0", "pooling--pooling=none--s1",
+                                         "pooling--pooling=max--s0", "pooling--pooling=max--s1"]
+    dropout = sweeps.expand(loaded["dropout"], 2, BASE)
+    assert sweeps.longest_first(dropout, BASE) == dropout  # equal costs: the sweep's order
+    epochs = sweeps.expand(loaded["dropout"], 1, BASE, {"train.epochs": 3})
+    assert sweeps.training_flops(sweeps.apply(BASE, epochs[0].overrides)) == pytest.approx(
+        sweeps.training_flops(BASE) * 3 / BASE["train"]["epochs"])
+    combined = sweeps.longest_first(sweeps.expand(loaded["combined"], 1, BASE), BASE)
+    costs = [sweeps.training_flops(sweeps.apply(BASE, e.overrides)) for e in combined]
+    assert costs == sorted(costs, reverse=True) and combined[0].config.startswith("conv_channels=64-128")
+
+
+def test_replayed_queue_makespan_is_list_scheduling():
+    from benchmarks.queue_order import makespan
+    assert makespan([2, 2, 3], workers=2) == 5  # the long one last: one worker idles 3 s
+    assert makespan([3, 2, 2], workers=2) == 4  # longest first
+    assert makespan([1, 1, 1], workers=1) == 3 and makespan([5], workers=4) == 5
