@@ -139,8 +139,28 @@ def test_orphans_are_running_tasks_that_no_process_runs():
              sweep.Task("ccc3333", "x--c--s0", "Queued")]
     runs = "python dvc exp exec-run --infofile /r/.dvc/tmp/exps/run/aaa1111ffee/aaa1111ffee.run"
     assert [t.task_id for t in sweep.orphans(tasks, runs)] == ["bbb2222"]
-    assert sweep.parse_active_workers("...\nWorker status: 2 active, 1 idle\n") == 2
-    assert sweep.parse_active_workers("no status line") == 0
+    assert sweep.parse_live_workers("...\nWorker status: 2 active, 1 idle\n") == 3
+    assert sweep.parse_live_workers("Worker status: 0 active, 0 idle") == 0
+    assert sweep.parse_live_workers("no status line") == 0
+
+
+def test_a_sweep_tops_up_workers_that_died_while_experiments_are_queued(monkeypatch, capsys):
+    """One of two workers died (as DVC's file queue makes them do): start the missing one, once
+    two polls agree, and not while every queued experiment has a worker."""
+    running, queued = sweep.Task("aaa1111", "x--a--s0", "Running"), sweep.Task("bbb2222", "x--b--s0", "Queued")
+    polls = iter([([running, queued], 1), ([running, queued], 1), ([running, queued], 2),
+                  ([running, sweep.Task("bbb2222", "x--b--s0", "Running")], 2),
+                  ([sweep.Task("aaa1111", "x--a--s0", "Success"),
+                    sweep.Task("bbb2222", "x--b--s0", "Success")], 1)])
+    started = []
+    monkeypatch.setattr(sweep, "queue_state", lambda: next(polls))
+    monkeypatch.setattr(sweep, "live_runs", lambda: "exps/run/aaa1111 exps/run/bbb2222")
+    monkeypatch.setattr(sweep, "start_workers", started.append)
+    monkeypatch.setattr(sweep.time, "sleep", lambda _: None)
+    final = sweep.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2)
+    assert started == [2]  # after the second short poll only
+    assert {t.status for t in final.values()} == {"Success"}
+    assert "1 of 2 queue workers alive, 1 experiment(s) queued: starting the missing ones" in capsys.readouterr().out
 
 
 def fake_dvc_runs(monkeypatch, results):
