@@ -2,14 +2,19 @@
 
 Times, in one process and interleaved round by round (so drift in clock speed or background load
 hits every variant alike):
-  (a) usual  : the usual PyTorch style: a per-sample Dataset doing PIL image -> tensor ->
-               normalise, DataLoader(batch_size=64, shuffle=True), fp32, NCHW;
-  (b) fp32   : tunelab's loop (src/engine.py: whole-tensor batches, channels_last), fp32;
-  (c) bf16   : the same with `precision: bf16` (CPU autocast; the loss stays fp32).
+  (a) usual         : the usual PyTorch style: a per-sample Dataset doing PIL image -> tensor ->
+                      normalise, DataLoader(batch_size=64, shuffle=True), fp32, NCHW, the
+                      textbook block order conv -> BatchNorm -> ReLU -> maxpool;
+  (b) fp32_textbook : tunelab's loop (src/engine.py: whole-tensor batches, channels_last, fused
+                      Adam), fp32, the textbook block order;
+  (c) fp32          : the same with tunelab's model, which max-pools before the ReLU (the same
+                      function, see src/models.py);
+  (d) bf16          : (c) with `precision: bf16` (CPU autocast; the loss stays fp32).
 Prints one `name=value` per line: samples/s (median over rounds), seconds per 60,000-sample epoch,
 achieved GFLOP/s (training FLOPs counted from the model's layers), and speed-ups over (a).
 
 Run:  .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--samples 6400] [--threads N]
+                                                [--variants usual,fp32_textbook,fp32,bf16]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from src.params import TrainParams  # noqa: E402
 from src.train import model_args  # noqa: E402
 
 EPOCH = 60_000
+VARIANTS = ("usual", "fp32_textbook", "fp32", "bf16")
 
 
 class UsualDataset(torch.utils.data.Dataset):
@@ -61,31 +67,19 @@ def usual_run(model, loader, optimizer, n_batches: int) -> int:
     return seen
 
 
-def training_flops_per_sample(model: torch.nn.Module) -> float:
-    """2 FLOPs per multiply-add of every conv and linear layer, x3 for forward + backward."""
-    macs = []
-
-    def hook(module, inputs, output):
-        if isinstance(module, torch.nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-            macs.append(output[0].numel() * k)
-        elif isinstance(module, torch.nn.Linear):
-            macs.append(module.in_features * module.out_features)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, 1, 28, 28))
-    for h in handles:
-        h.remove()
-    return 3 * 2 * float(sum(macs))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=6400, help="training samples per timing")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated subset of %(default)s (bf16 crawls without native "
+                             "bf16 hardware); 'usual' is always timed, as the baseline")
     args = parser.parse_args()
+    chosen = ["usual"] + [v for v in args.variants.split(",") if v and v != "usual"]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
 
     arrays = data.load(data.locate(paths.RAW))
@@ -96,27 +90,28 @@ def main() -> None:
     n_batches = args.samples // 64
     torch.manual_seed(0)
 
-    usual_model = models.build("cnn", **model_args(TrainParams()))
+    usual_model = models.build("cnn", **model_args(TrainParams()), pool_first=False)
     usual_opt = torch.optim.Adam(usual_model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(UsualDataset(images, labels, mean, std), batch_size=64,
                                          shuffle=True)
     variants = {}
-    for precision in ("fp32", "bf16"):
-        cfg = TrainParams(precision=precision)
-        model = models.build("cnn", **model_args(cfg)).to(memory_format=torch.channels_last)
+    for name in chosen[1:]:
+        cfg = TrainParams(precision="bf16" if name == "bf16" else "fp32")
+        model = models.build("cnn", **model_args(cfg), pool_first=name != "fp32_textbook")
+        model = model.to(memory_format=torch.channels_last)
         optimizer = engine.make_optimizer(model, cfg)
-        variants[precision] = (model, optimizer, engine.make_schedule(optimizer, cfg, 1), cfg)
+        variants[name] = (model, optimizer, engine.make_schedule(optimizer, cfg, 1), cfg)
     generator = torch.Generator().manual_seed(0)
 
-    def tunelab_run(precision: str) -> int:
-        model, optimizer, schedule, cfg = variants[precision]
+    def tunelab_run(name: str) -> int:
+        model, optimizer, schedule, cfg = variants[name]
         start = int(torch.randint(0, len(x) - args.samples, (1,), generator=generator))
         part = slice(start, start + n_batches * 64)
         engine.train_epoch(model, x[part], y[part], optimizer, schedule, cfg, generator)
         return n_batches * 64
 
-    runs = {"usual": lambda: usual_run(usual_model, loader, usual_opt, n_batches),
-            "fp32": lambda: tunelab_run("fp32"), "bf16": lambda: tunelab_run("bf16")}
+    runs = {"usual": lambda: usual_run(usual_model, loader, usual_opt, n_batches)}
+    runs |= {name: (lambda name=name: tunelab_run(name)) for name in chosen[1:]}
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(args.rounds + 1):  # round 0 warms up (allocator, oneDNN kernels)
         for name, run in runs.items():
@@ -125,7 +120,7 @@ def main() -> None:
             if round_:
                 rates[name].append(seen / (time.perf_counter() - t0))
 
-    flops = training_flops_per_sample(usual_model)
+    flops = models.training_flops_per_sample(usual_model)
     print(f"machine_threads={args.threads}")
     print(f"rounds={args.rounds}")
     print(f"samples_per_timing={n_batches * 64}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -109,17 +110,18 @@ def start_workers(jobs: int) -> None:
             raise TunelabError(f"`dvc queue start -j {jobs}` failed:\n{out.read()}".rstrip())
 
 
-def parse_active_workers(text: str) -> int:
-    """``Worker status: 2 active, 0 idle`` -> 2 (0 when the line is missing)."""
+def parse_live_workers(text: str) -> int:
+    """``Worker status: 2 active, 1 idle`` -> 3, the workers alive (0 when the line is missing)."""
     for line in text.splitlines():
         if line.startswith("Worker status:"):
-            return int(line.split(":")[1].split()[0])
+            counts = re.findall(r"(\d+) (?:active|idle)", line)
+            return sum(int(n) for n in counts)
     return 0
 
 
 def queue_state() -> tuple[list[Task], int]:
     text = dvc("queue", "status", read_only=True)
-    return parse_queue_status(text), parse_active_workers(text)
+    return parse_queue_status(text), parse_live_workers(text)
 
 
 def queue_tasks() -> list[Task]:
@@ -229,10 +231,12 @@ ORPHAN_GRACE = 60.0  # seconds a Running task may lack a process (a worker sets 
 def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str, Task]:
     """Poll the queue until none of ``task_ids`` is queued or running; print progress when the
     counts change, and at least once a minute. A Running task that no process runs (its worker was
-    killed) is cleared after ORPHAN_GRACE; if no worker is alive while tasks are queued, workers
-    are started again."""
+    killed) is cleared after ORPHAN_GRACE; if fewer than ``jobs`` workers are alive while tasks are
+    queued, the missing ones are started (`dvc queue start` only adds workers that are not alive).
+    Workers do die on their own: DVC's file-based queue lets two workers race on a message file,
+    and the loser exits with `Unrecoverable error: JSONDecodeError` (dvc-task#73)."""
     started = time.monotonic()
-    last_counts, last_print, idle_polls = None, 0.0, 0
+    last_counts, last_print, short_polls = None, 0.0, 0
     unrun_since: dict[str, float] = {}
     while True:
         tasks, workers = queue_state()
@@ -252,12 +256,14 @@ def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str
                       f"killed); cleared from the queue", flush=True)
                 clear(stale[task_id])
                 task_ids.discard(task_id)
-        # Workers take a few seconds to register: act only on two polls in a row without any.
-        idle_polls = idle_polls + 1 if workers == 0 and counts["Queued"] else 0
-        if idle_polls >= 2:
-            print("no queue worker is alive: starting workers again", flush=True)
+        # Workers take a few seconds to register: act only on two polls in a row short of them.
+        short_polls = short_polls + 1 if workers < jobs and counts["Queued"] else 0
+        if short_polls >= 2:
+            print("no queue worker is alive: starting workers again" if not workers else
+                  f"{workers} of {jobs} queue workers alive, {counts['Queued']} experiment(s) "
+                  "queued: starting the missing ones", flush=True)
             start_workers(jobs)
-            idle_polls = 0
+            short_polls = 0
         time.sleep(poll)
 
 
@@ -274,17 +280,18 @@ def cmd_run(args) -> int:
     experiments = sweeps.expand(sweep, args.seeds, base, extra)
     if args.jobs < 1:
         raise TunelabError(f"--jobs {args.jobs}: must be at least 1")
+    in_queue_order = sweeps.longest_first(experiments, base)
     if args.dry_run:
-        for exp in experiments:
+        for exp in in_queue_order:
             print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")
         print(f"{len(experiments)} experiments ({len(sweep.configs)} configurations x "
-              f"{args.seeds} seeds); nothing queued (--dry-run)")
+              f"{args.seeds} seeds), longest first; nothing queued (--dry-run)")
         return 0
 
     tasks = queue_tasks()
     done = {n for n, o in experiment_outcomes().items() if o.state != "failed"}
     pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
-    todo = [e for e in experiments if e.name not in done and e.name not in pending]
+    todo = [e for e in in_queue_order if e.name not in done and e.name not in pending]
     resumed = [pending[e.name] for e in experiments if e.name in pending]
     print(f"sweep {sweep.name}: {len(experiments)} experiments; {len(done & {e.name for e in experiments})} "
           f"already succeeded on this commit, {len(resumed)} still queued, {len(todo)} to queue")

@@ -6,7 +6,8 @@ Pure: no DVC, no files but the YAML it is given. An experiment's name says where
 (:func:`parse_name`).
 
 Every configuration is checked against the params schema before anything is queued: a sweep with
-one bad value fails as a whole, naming the sweep, the configuration and the key.
+one bad value fails as a whole, naming the sweep, the configuration and the key. Experiments are
+queued longest first (their training FLOPs, from the models themselves).
 """
 
 from __future__ import annotations
@@ -178,6 +179,31 @@ def load(path: str | Path, base_params: dict, names=None) -> dict[str, Sweep]:
     data = params.read_yaml(path)
     return {name: parse_sweep(name, spec, base_params) for name, spec in data.items()
             if names is None or name in names}
+
+
+def training_flops(merged: dict) -> float:
+    """Training FLOPs of one experiment with these params (every fold, every epoch): an estimate
+    of its cost, to order the queue. Imports torch, so only call it when queueing."""
+    from src import models  # here, not at the top: `sweep list` / `status` need no torch
+    from src.train import model_args
+    sections = params.validate_all(merged)
+    prepare, train = sections["prepare"], sections["train"]
+    model = models.build(train.model, **model_args(train))
+    samples_per_fold = prepare.train_size * (prepare.cv_folds - 1) / prepare.cv_folds
+    return (models.training_flops_per_sample(model) * samples_per_fold * train.epochs
+            * prepare.cv_folds)
+
+
+def longest_first(experiments: list[Experiment], base_params: dict) -> list[Experiment]:
+    """The experiments in decreasing estimated cost (:func:`training_flops`); equal costs keep the
+    sweep's order. Queue workers take experiments in order, so the longest start first and short
+    ones fill the gaps at the end, instead of one worker running a long experiment alone while
+    the others idle (longest-processing-time-first scheduling)."""
+    cost: dict[str, float] = {}  # per configuration: the seeds of one cost the same
+    for exp in experiments:
+        if exp.config not in cost:
+            cost[exp.config] = training_flops(apply(base_params, exp.overrides))
+    return sorted(experiments, key=lambda exp: -cost[exp.config])
 
 
 def expand(sweep: Sweep, seeds: int, base_params: dict, extra: dict | None = None) -> list[Experiment]:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from src import data
+from src import data, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,8 +98,7 @@ def make_project(root: Path, overrides: dict, extra_files: dict | None = None) -
     for name, text in (extra_files or {}).items():
         (root / name).write_text(text)
     checksums = write_dataset(root.parent / f"{root.name}-fashion")
-    env = os.environ | {
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    env = sweep.tool_env() | {  # this interpreter's dvc and python first on PATH
         "FASHION_MNIST_DIR": str(checksums.parent), "TUNELAB_CHECKSUMS": str(checksums),
         "TUNELAB_THREADS": "1", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1",
     }

@@ -42,7 +42,44 @@ def test_mlp_parameter_count_matches_the_formula():
     assert models.count_parameters(model) == (784 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)
 
 
-def test_conv_dropout_sits_after_the_activation_and_before_the_pool():
+def test_conv_dropout_sits_after_the_activation_and_the_pool_after_both():
+    kinds = [type(m).__name__ for m in models.build("cnn", conv_channels=(8,), conv_dropout=0.2,
+                                                       pooling="avg").features]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "Dropout2d", "AvgPool2d"]
+    kinds = [type(m).__name__ for m in models.build("cnn", conv_channels=(8,), conv_dropout=0.2,
+                                                       activation="gelu").features]
+    assert kinds == ["Conv2d", "BatchNorm2d", "GELU", "Dropout2d", "MaxPool2d"]
+
+
+def test_max_pooling_runs_before_relu_and_dropout2d():
     model = models.build("cnn", conv_channels=(8,), conv_dropout=0.2)
     kinds = [type(m).__name__ for m in model.features]
-    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "Dropout2d", "MaxPool2d"]
+    assert kinds == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU", "Dropout2d"]
+
+
+@pytest.mark.parametrize("conv_dropout", [0.0, 0.2])
+def test_pooling_first_trains_exactly_like_the_textbook_order(conv_dropout):
+    """Same weights, data and seed: bit-identical logits, losses and updated weights."""
+    torch.manual_seed(0)
+    fast = models.build("cnn", conv_channels=(8, 16), hidden_units=(32,), conv_dropout=conv_dropout)
+    slow = models.build("cnn", conv_channels=(8, 16), hidden_units=(32,), conv_dropout=conv_dropout,
+                        pool_first=False)
+    slow.load_state_dict(fast.state_dict())
+    fast, slow = (m.to(memory_format=torch.channels_last) for m in (fast, slow))  # as engine trains
+    block = ["Conv2d", "BatchNorm2d", "ReLU"] + ["Dropout2d"] * bool(conv_dropout) + ["MaxPool2d"]
+    assert [type(m).__name__ for m in slow.features] == block * 2
+    assert fast.state_dict().keys() == slow.state_dict().keys()
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    for model in (fast, slow):
+        torch.manual_seed(1)  # the same dropout masks for both
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(5):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+        model.final_loss = loss.item()
+    assert fast.final_loss == slow.final_loss
+    for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.equal(fast.eval()(x), slow.eval()(x))

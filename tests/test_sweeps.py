@@ -5,7 +5,7 @@ import itertools
 import pytest
 import yaml
 
-from src import params, sweep, sweeps
+from src import models, params, sweep, sweeps
 from src.errors import ParamError
 from tests.conftest import REPO
 
@@ -139,8 +139,28 @@ def test_orphans_are_running_tasks_that_no_process_runs():
              sweep.Task("ccc3333", "x--c--s0", "Queued")]
     runs = "python dvc exp exec-run --infofile /r/.dvc/tmp/exps/run/aaa1111ffee/aaa1111ffee.run"
     assert [t.task_id for t in sweep.orphans(tasks, runs)] == ["bbb2222"]
-    assert sweep.parse_active_workers("...\nWorker status: 2 active, 1 idle\n") == 2
-    assert sweep.parse_active_workers("no status line") == 0
+    assert sweep.parse_live_workers("...\nWorker status: 2 active, 1 idle\n") == 3
+    assert sweep.parse_live_workers("Worker status: 0 active, 0 idle") == 0
+    assert sweep.parse_live_workers("no status line") == 0
+
+
+def test_a_sweep_tops_up_workers_that_died_while_experiments_are_queued(monkeypatch, capsys):
+    """One of two workers died (as DVC's file queue makes them do): start the missing one, once
+    two polls agree, and not while every queued experiment has a worker."""
+    running, queued = sweep.Task("aaa1111", "x--a--s0", "Running"), sweep.Task("bbb2222", "x--b--s0", "Queued")
+    polls = iter([([running, queued], 1), ([running, queued], 1), ([running, queued], 2),
+                  ([running, sweep.Task("bbb2222", "x--b--s0", "Running")], 2),
+                  ([sweep.Task("aaa1111", "x--a--s0", "Success"),
+                    sweep.Task("bbb2222", "x--b--s0", "Success")], 1)])
+    started = []
+    monkeypatch.setattr(sweep, "queue_state", lambda: next(polls))
+    monkeypatch.setattr(sweep, "live_runs", lambda: "exps/run/aaa1111 exps/run/bbb2222")
+    monkeypatch.setattr(sweep, "start_workers", started.append)
+    monkeypatch.setattr(sweep.time, "sleep", lambda _: None)
+    final = sweep.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2)
+    assert started == [2]  # after the second short poll only
+    assert {t.status for t in final.values()} == {"Success"}
+    assert "1 of 2 queue workers alive, 1 experiment(s) queued: starting the missing ones" in capsys.readouterr().out
 
 
 def fake_dvc_runs(monkeypatch, results):
@@ -213,3 +233,36 @@ def test_a_missing_dvc_is_a_clear_error(monkeypatch, tmp_path):
     fake_interpreter(monkeypatch, tmp_path, with_dvc=False)
     with pytest.raises(sweep.TunelabError, match="`dvc` was not found next to .*`bash setup.sh`"):
         sweep.dvc("queue", "status")
+
+
+def test_training_flops_count_every_conv_and_linear_multiply_add():
+    small = models.build("cnn", conv_channels=(4,), hidden_units=(8,))
+    macs = 28 * 28 * 4 * 9 + 4 * 14 * 14 * 8 + 8 * 10  # conv 3x3 'same', FC on the pooled map
+    assert models.training_flops_per_sample(small) == 6 * macs
+    mlp = models.build("mlp", hidden_units=(256, 128))
+    assert models.training_flops_per_sample(mlp) == 6 * (784 * 256 + 256 * 128 + 128 * 10)
+    reference = models.build("cnn")
+    assert round(models.training_flops_per_sample(reference) / 1e6, 2) == 25.45  # README's 25.4
+    assert reference.training  # counting leaves the model as it found it
+
+
+def test_experiments_are_queued_longest_first_and_seeds_stay_in_order():
+    loaded = sweeps.load(REPO / "sweeps.yaml", BASE, names=["pooling", "dropout", "combined"])
+    pooling = sweeps.longest_first(sweeps.expand(loaded["pooling"], 2, BASE), BASE)
+    assert [e.name for e in pooling] == ["pooling--pooling=none--s0", "pooling--pooling=none--s1",
+                                         "pooling--pooling=max--s0", "pooling--pooling=max--s1"]
+    dropout = sweeps.expand(loaded["dropout"], 2, BASE)
+    assert sweeps.longest_first(dropout, BASE) == dropout  # equal costs: the sweep's order
+    epochs = sweeps.expand(loaded["dropout"], 1, BASE, {"train.epochs": 3})
+    assert sweeps.training_flops(sweeps.apply(BASE, epochs[0].overrides)) == pytest.approx(
+        sweeps.training_flops(BASE) * 3 / BASE["train"]["epochs"])
+    combined = sweeps.longest_first(sweeps.expand(loaded["combined"], 1, BASE), BASE)
+    costs = [sweeps.training_flops(sweeps.apply(BASE, e.overrides)) for e in combined]
+    assert costs == sorted(costs, reverse=True) and combined[0].config.startswith("conv_channels=64-128")
+
+
+def test_replayed_queue_makespan_is_list_scheduling():
+    from benchmarks.queue_order import makespan
+    assert makespan([2, 2, 3], workers=2) == 5  # the long one last: one worker idles 3 s
+    assert makespan([3, 2, 2], workers=2) == 4  # longest first
+    assert makespan([1, 1, 1], workers=1) == 3 and makespan([5], workers=4) == 5
