@@ -129,7 +129,7 @@ def queue_and_wait(experiments: list[sweeps.Experiment], jobs: int,
     deadline = time.monotonic() + IDLE_WORKER_WAIT
     while workers and not any(t.status in ("Queued", "Running") for t in tasks) \
             and time.monotonic() < deadline:
-        # The last batch's workers exit ~10 s after the queue empties, and `dvc queue start`
+        # The last batch's workers exit ~10 s after the queue empties, and `start_workers`
         # skips workers that are still alive: let them go, so that fresh workers take this batch.
         time.sleep(poll)
         tasks, workers = sweep.queue_state()

@@ -8,7 +8,7 @@
 
 `run` validates every experiment first (nothing is queued if one is invalid), creates the MLflow
 store once (parallel workers would corrupt a fresh SQLite database), queues what is missing with
-``dvc exp run --queue -n <sweep>--<config>--s<seed> -S ...``, starts ``dvc queue start -j J`` with
+``dvc exp run --queue -n <sweep>--<config>--s<seed> -S ...``, starts J queue workers with
 $TUNELAB_THREADS = cores / J, shows progress, and exits non-zero naming every failed experiment
 with the tail of its log (DVC's own queue exits 0 when experiments fail). Running it again after an
 interruption queues only what has not succeeded on the current commit.
@@ -17,9 +17,11 @@ interruption queues only what has not succeeded on the current commit.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,29 +101,60 @@ def parse_queue_status(text: str) -> list[Task]:
     return tasks
 
 
-def start_workers(jobs: int) -> None:
-    """`dvc queue start -j J`. The workers it spawns outlive it and inherit its stdout/stderr: with
-    pipes, waiting for the command would wait for the whole queue, so its output goes to a file."""
-    with tempfile.TemporaryFile("w+") as out:
-        done = run_dvc(["queue", "start", "-j", str(jobs)], stdout=out, stderr=out,
-                       stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            out.seek(0)
-            raise TunelabError(f"`dvc queue start -j {jobs}` failed:\n{out.read()}".rstrip())
+def worker_node_prefix(root: str | Path = ".") -> str:
+    """DVC names a repository's queue workers ``dvc-exp-<hash>-<n>@localhost``, <hash> from the
+    path of the repository's celery directory (`dvc.repo.experiments.queue.celery`)."""
+    wdir = os.path.join(os.path.realpath(root), ".dvc", "tmp", "exps", "celery")
+    return f"dvc-exp-{hashlib.sha256(wdir.encode('utf-8')).hexdigest()[:6]}-"
 
 
-def parse_live_workers(text: str) -> int:
-    """``Worker status: 2 active, 1 idle`` -> 3, the workers alive (0 when the line is missing)."""
-    for line in text.splitlines():
-        if line.startswith("Worker status:"):
-            counts = re.findall(r"(\d+) (?:active|idle)", line)
-            return sum(int(n) for n in counts)
-    return 0
+def parse_worker_serials(cmdlines: list[str], prefix: str) -> set[int]:
+    """The serial numbers <n> of the ``dvc exp queue-worker <prefix><n>@localhost`` processes."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)@localhost")
+    return {int(m.group(1)) for line in cmdlines if "queue-worker" in line
+            for m in [pattern.search(line)] if m}
+
+
+def live_workers() -> set[int]:
+    """Serial numbers of this repository's queue workers that have a live process. Not from `dvc
+    queue status`: its worker count is a celery broadcast that busy workers often miss (measured:
+    two workers training reported "0 active, 0 idle" on two polls in a row), and acting on it
+    started duplicate workers."""
+    import psutil
+    cmdlines = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE:
+            cmdlines.append(" ".join(proc.info["cmdline"] or []))
+    return parse_worker_serials(cmdlines, worker_node_prefix())
+
+
+def spawn_worker(num: int) -> None:
+    """Start queue worker <num> as `dvc queue start` does (same node name, same log files; worker
+    1 cleans up the queue when it exits), detached, in :func:`tool_env`."""
+    from dvc_task.proc.process import ManagedProcess
+    node = f"{worker_node_prefix()}{num}@localhost"
+    cmd = ["dvc", "exp", "queue-worker", node] + (["--clean"] if num == 1 else [])
+    wdir = os.path.join(".dvc", "tmp", "exps", "celery")
+    os.makedirs(wdir, exist_ok=True)
+    ManagedProcess.spawn(cmd, env=tool_env(), wdir=wdir, name=f"dvc-exp-worker-{num}")
+
+
+def start_workers(jobs: int) -> list[int]:
+    """Start those of queue workers 1..``jobs`` that have no live process; the ones started.
+    (`dvc queue start -j J` decides from the same unreliable celery broadcast as `dvc queue status`
+    and starts a second copy of a busy worker.)"""
+    if not shutil.which("dvc", path=tool_env()["PATH"]):
+        run_dvc(["--version"], capture_output=True)  # raises the clear "dvc not found" error
+    alive = live_workers()
+    missing = [num for num in range(1, jobs + 1) if num not in alive]
+    for num in missing:
+        spawn_worker(num)
+    return missing
 
 
 def queue_state() -> tuple[list[Task], int]:
-    text = dvc("queue", "status", read_only=True)
-    return parse_queue_status(text), parse_live_workers(text)
+    """The queue's tasks and the number of live workers."""
+    return parse_queue_status(dvc("queue", "status", read_only=True)), len(live_workers())
 
 
 def queue_tasks() -> list[Task]:
@@ -232,7 +265,7 @@ def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str
     """Poll the queue until none of ``task_ids`` is queued or running; print progress when the
     counts change, and at least once a minute. A Running task that no process runs (its worker was
     killed) is cleared after ORPHAN_GRACE; if fewer than ``jobs`` workers are alive while tasks are
-    queued, the missing ones are started (`dvc queue start` only adds workers that are not alive).
+    queued, the missing ones are started.
     Workers do die on their own: DVC's file-based queue lets two workers race on a message file,
     and the loser exits with `Unrecoverable error: JSONDecodeError` (dvc-task#73)."""
     started = time.monotonic()

@@ -1,6 +1,8 @@
 """Sweep definitions: expansion, naming, seeds, validation; parsing DVC's queue and exp output."""
 
+import hashlib
 import itertools
+import subprocess
 
 import pytest
 import yaml
@@ -139,9 +141,36 @@ def test_orphans_are_running_tasks_that_no_process_runs():
              sweep.Task("ccc3333", "x--c--s0", "Queued")]
     runs = "python dvc exp exec-run --infofile /r/.dvc/tmp/exps/run/aaa1111ffee/aaa1111ffee.run"
     assert [t.task_id for t in sweep.orphans(tasks, runs)] == ["bbb2222"]
-    assert sweep.parse_live_workers("...\nWorker status: 2 active, 1 idle\n") == 3
-    assert sweep.parse_live_workers("Worker status: 0 active, 0 idle") == 0
-    assert sweep.parse_live_workers("no status line") == 0
+
+
+def test_workers_are_counted_from_their_processes_not_from_dvc_queue_status(monkeypatch, tmp_path):
+    prefix = sweep.worker_node_prefix(tmp_path)
+    cmdlines = [f"/v/bin/python /v/bin/dvc exp queue-worker {prefix}1@localhost --clean",
+                f"/v/bin/python /v/bin/dvc exp queue-worker {prefix}3@localhost",
+                "/v/bin/python /v/bin/dvc exp queue-worker dvc-exp-abcdef-2@localhost",  # other repo
+                f"/v/bin/python /v/bin/dvc queue start -j 2 {prefix}2@localhost",  # not a worker
+                "python -m src.train"]
+    assert sweep.parse_worker_serials(cmdlines, prefix) == {1, 3}
+    # Busy workers miss celery's broadcast: `dvc queue status` said 0 while two were training.
+    monkeypatch.setattr(sweep, "dvc", lambda *a, **k: "Worker status: 0 active, 0 idle\n")
+    monkeypatch.setattr(sweep, "live_workers", lambda: {1, 2})
+    assert sweep.queue_state() == ([], 2)
+
+
+def test_worker_node_names_match_dvcs_own(tmp_path):
+    from dvc.repo import Repo
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    repo = Repo.init(str(tmp_path))
+    wdir_hash = hashlib.sha256(repo.experiments.celery_queue.wdir.encode("utf-8")).hexdigest()[:6]
+    assert sweep.worker_node_prefix(tmp_path) == f"dvc-exp-{wdir_hash}-"
+
+
+def test_start_workers_starts_only_the_missing_ones(monkeypatch):
+    spawned = []
+    monkeypatch.setattr(sweep, "live_workers", lambda: {1, 3})
+    monkeypatch.setattr(sweep, "spawn_worker", spawned.append)
+    assert sweep.start_workers(3) == [2]
+    assert spawned == [2]
 
 
 def test_a_sweep_tops_up_workers_that_died_while_experiments_are_queued(monkeypatch, capsys):
