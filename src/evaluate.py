@@ -56,6 +56,18 @@ def fold_table(checkpoints: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fold_probabilities(loaded: list[tuple[torch.nn.Module, dict]], x: torch.Tensor) -> np.ndarray:
+    """Each fold model's class probabilities (F, N, C), predicted as it was validated: in its
+    training precision, with flip test-time augmentation if it was trained with it."""
+    out = []
+    for model, ckpt in loaded:
+        trained = ckpt["train_params"]
+        logits = engine.predict(model.to(memory_format=torch.channels_last), x, trained["precision"],
+                                trained.get("tta_hflip", False))  # older checkpoints lack it
+        out.append(torch.softmax(logits, 1).numpy())
+    return np.stack(out)
+
+
 def fold_test_metrics(probabilities: np.ndarray, y_test: np.ndarray) -> dict:
     """Metrics of one fold model on the test set; ``probabilities`` is (N, n_classes)."""
     cm = metrics.confusion(y_test, probabilities.argmax(1), len(CLASS_NAMES))
@@ -133,11 +145,7 @@ def main() -> None:
         probabilities = np.zeros((0, len(y_test), len(CLASS_NAMES)))
     else:
         x_test = engine.to_tensor(data["x_test"], float(data["mean"]), float(data["std"]))
-        precision = checkpoints[0]["train_params"]["precision"]
-        probabilities = np.stack([
-            torch.softmax(engine.predict(model.to(memory_format=torch.channels_last), x_test,
-                                         precision), 1).numpy()
-            for model, _ in loaded])  # (F, N, C)
+        probabilities = fold_probabilities(loaded, x_test)
         results = build_metrics(folds, probabilities, y_test, checkpoints[0]["n_parameters"])
     atomic.write_with(paths.CV_FOLDS, lambda tmp: folds.to_csv(tmp, index=False))
     rows = confusion_rows(probabilities, y_test)

@@ -84,6 +84,8 @@ class TrainParams:
     label_smoothing: float = _spec(0.0, low=0.0, high=1.0, high_open=True)
     hflip: bool = _spec(False)          # batch-level random horizontal flip
     crop_pad: int = _spec(0, low=0, high=8)  # batch-level random crop after zero padding; 0 = off
+    ema: float = _spec(0.0, low=0.0, high=1.0, high_open=True)  # weight EMA decay per step; 0 = off
+    tta_hflip: bool = _spec(False)      # predict as the mean of the image and its mirror
 
     def __post_init__(self):
         if self.model == "cnn":

@@ -53,6 +53,7 @@ def test_same_seed_same_history_different_seed_differs(tensors):
     dict(optimizer="sgd", schedule="cosine"), dict(optimizer="adamw", schedule="onecycle"),
     dict(optimizer="rmsprop", schedule="step", lr=1e-4), dict(precision="bf16"),
     dict(hflip=True, crop_pad=2, label_smoothing=0.1), dict(model="mlp", hidden_units=(32,)),
+    dict(ema=0.9, tta_hflip=True), dict(model="mlp", hidden_units=(32,), ema=0.9, tta_hflip=True),
 ])
 def test_every_optimizer_schedule_and_option_trains(tensors, overrides):
     result = run(tensors, epochs=2, **overrides)
@@ -118,6 +119,56 @@ def test_predict_restores_training_mode_and_batches(tensors):
         torch.testing.assert_close(logits, model(x), rtol=1e-4, atol=1e-5)
 
 
+def test_flip_tta_predicts_the_mean_probability_of_the_image_and_its_mirror(tensors):
+    torch.manual_seed(0)
+    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).eval()
+    x = tensors[0][:40]
+    with torch.no_grad():
+        mean = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+    got = engine.predict(model, x, tta_hflip=True)
+    torch.testing.assert_close(got.softmax(1), mean, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(got.exp().sum(1), torch.ones(len(x)))  # log-probabilities
+    assert not torch.allclose(got.softmax(1), engine.predict(model, x).softmax(1), atol=1e-3)
+    symmetric = (x + x.flip(3)) / 2  # a mirror image predicts as itself
+    torch.testing.assert_close(engine.predict(model, symmetric, tta_hflip=True).softmax(1),
+                               engine.predict(model, symmetric).softmax(1), rtol=1e-4, atol=1e-6)
+
+
+def test_weight_average_is_the_textbook_ema_of_weights_and_batchnorm_statistics():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    average = engine.weight_average(model, decay=0.9)
+    expected = None
+    for step in range(4):
+        model(torch.randn(8, 3))  # train mode: moves the running statistics
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        average.update_parameters(model)
+        current = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        expected = current if expected is None else {
+            k: 0.9 * expected[k] + 0.1 * current[k] for k in current}
+    got = average.module.state_dict()
+    for key, value in expected.items():  # weights, biases, running_mean, running_var
+        torch.testing.assert_close(got[key], value)
+    assert engine.weight_average(model, decay=0.0) is None
+
+
+def test_with_ema_the_model_keeps_the_averaged_weights_it_was_validated_with(tensors):
+    plain = run(tensors, epochs=2, lr=1e-2)
+    cfg = TrainParams(**(SMALL | dict(epochs=2, lr=1e-2, ema=0.9)))
+    torch.manual_seed(0)
+    model = models.build("cnn", conv_channels=cfg.conv_channels, hidden_units=cfg.hidden_units)
+    averaged = engine.fit(model, *tensors, cfg, seed=0)
+    # Same batches and steps; only what is validated (and kept) differs.
+    assert [h["train_loss"] for h in averaged.history] == [h["train_loss"] for h in plain.history]
+    assert averaged.history[-1]["val_loss"] != plain.history[-1]["val_loss"]
+    x_val, y_val = tensors[2], tensors[3]
+    loss, acc = engine.loss_and_accuracy(engine.predict(model, x_val), y_val)
+    assert (loss, acc) == pytest.approx((averaged.history[-1]["val_loss"],
+                                         averaged.history[-1]["val_acc"]), rel=1e-6)
+
+
 def test_train_fold_holds_out_its_fold_with_a_no_op_tracker(tensors):
     from src import tracking
     from src.train import train_fold
@@ -139,3 +190,17 @@ def test_bf16_warns_only_where_the_cpu_lacks_native_bf16(monkeypatch):
     assert train.precision_warning(TrainParams(precision="fp32")) is None
     monkeypatch.setattr(engine, "native_bf16", lambda: True)
     assert train.precision_warning(TrainParams(precision="bf16")) is None
+
+
+def test_evaluate_predicts_each_fold_model_as_it_was_validated(tensors):
+    from src import evaluate
+    torch.manual_seed(0)
+    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).eval()
+    x = tensors[0][:30]
+    with_tta = {"train_params": {"precision": "fp32", "tta_hflip": True}}
+    older = {"train_params": {"precision": "fp32"}}  # a checkpoint from before tta_hflip existed
+    got = evaluate.fold_probabilities([(model, with_tta), (model, older)], x)
+    assert got.shape == (2, 30, 10)
+    np.testing.assert_allclose(got[0], engine.predict(model, x, tta_hflip=True).softmax(1).numpy(),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[1], engine.predict(model, x).softmax(1).numpy(), rtol=1e-5, atol=1e-7)

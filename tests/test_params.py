@@ -45,6 +45,8 @@ def test_unknown_key_suggests_the_right_one():
     ({"epochs": 2.5}, ("integer",)),
     ({"dropout": True}, ("train.dropout", "number")),
     ({"hflip": "yes"}, ("train.hflip", "boolean")),
+    ({"ema": 1.0}, ("train.ema = 1.0", "[0.0, 1.0)")),
+    ({"tta_hflip": 1}, ("train.tta_hflip", "boolean")),
     ({"conv_channels": [32, "64"]}, ("train.conv_channels", "list of integers")),
     ({"conv_channels": [32, 0]}, ("train.conv_channels",)),
     ({"conv_channels": [8] * 5}, ("5 poolings", "train.pool_every")),

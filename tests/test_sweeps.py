@@ -22,7 +22,7 @@ def test_every_sweep_in_the_repo_is_valid():
     loaded = sweeps.load(REPO / "sweeps.yaml", BASE)
     expected = {"dropout", "batchnorm", "norm", "conv_dropout", "depth", "depth_deep", "width",
                 "pooling", "interactions", "combined", "mlp_width", "mlp_depth", "batch_size",
-                "lr", "epochs", "optimizer", "precision"}
+                "lr", "epochs", "optimizer", "precision", "recipe"}
     assert set(loaded) == expected
     assert len(loaded["interactions"].configs) == 6 and len(loaded["mlp_width"].configs) == 16
     assert [c["train.lr"] for c in loaded["lr"].configs] == [0.0001, 0.0003, 0.001, 0.003, 0.01]
