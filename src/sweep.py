@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -60,10 +59,14 @@ def run_dvc(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(["dvc", *args], env=env, **kwargs)
     except FileNotFoundError:
-        raise TunelabError(
-            f"`dvc` was not found next to {sys.executable} or on PATH: install the project with "
-            "`bash setup.sh`, then run tunelab with `.venv/bin/python -m ...` or after "
-            "`source .venv/bin/activate`") from None
+        raise dvc_missing() from None
+
+
+def dvc_missing() -> TunelabError:
+    return TunelabError(
+        f"`dvc` was not found next to {sys.executable} or on PATH: install the project with "
+        "`bash setup.sh`, then run tunelab with `.venv/bin/python -m ...` or after "
+        "`source .venv/bin/activate`")
 
 
 def dvc(*args: str, check: bool = True, lock_wait: float = 120.0, read_only: bool = False,
@@ -101,10 +104,13 @@ def parse_queue_status(text: str) -> list[Task]:
     return tasks
 
 
+CELERY_DIR = os.path.join(".dvc", "tmp", "exps", "celery")  # DVC's queue: broker, worker logs
+
+
 def worker_node_prefix(root: str | Path = ".") -> str:
     """DVC names a repository's queue workers ``dvc-exp-<hash>-<n>@localhost``, <hash> from the
     path of the repository's celery directory (`dvc.repo.experiments.queue.celery`)."""
-    wdir = os.path.join(os.path.realpath(root), ".dvc", "tmp", "exps", "celery")
+    wdir = os.path.join(os.path.realpath(root), CELERY_DIR)
     return f"dvc-exp-{hashlib.sha256(wdir.encode('utf-8')).hexdigest()[:6]}-"
 
 
@@ -115,17 +121,20 @@ def parse_worker_serials(cmdlines: list[str], prefix: str) -> set[int]:
             for m in [pattern.search(line)] if m}
 
 
+def process_cmdlines() -> list[str]:
+    """The command lines of this machine's live (not zombie) processes."""
+    import psutil
+    return [" ".join(proc.info["cmdline"] or [])
+            for proc in psutil.process_iter(["cmdline", "status"])
+            if proc.info["status"] != psutil.STATUS_ZOMBIE]
+
+
 def live_workers() -> set[int]:
     """Serial numbers of this repository's queue workers that have a live process. Not from `dvc
     queue status`: its worker count is a celery broadcast that busy workers often miss (measured:
     two workers training reported "0 active, 0 idle" on two polls in a row), and acting on it
     started duplicate workers."""
-    import psutil
-    cmdlines = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        if proc.info["status"] != psutil.STATUS_ZOMBIE:
-            cmdlines.append(" ".join(proc.info["cmdline"] or []))
-    return parse_worker_serials(cmdlines, worker_node_prefix())
+    return parse_worker_serials(process_cmdlines(), worker_node_prefix())
 
 
 def spawn_worker(num: int) -> None:
@@ -134,9 +143,8 @@ def spawn_worker(num: int) -> None:
     from dvc_task.proc.process import ManagedProcess
     node = f"{worker_node_prefix()}{num}@localhost"
     cmd = ["dvc", "exp", "queue-worker", node] + (["--clean"] if num == 1 else [])
-    wdir = os.path.join(".dvc", "tmp", "exps", "celery")
-    os.makedirs(wdir, exist_ok=True)
-    ManagedProcess.spawn(cmd, env=tool_env(), wdir=wdir, name=f"dvc-exp-worker-{num}")
+    os.makedirs(CELERY_DIR, exist_ok=True)
+    ManagedProcess.spawn(cmd, env=tool_env(), wdir=CELERY_DIR, name=f"dvc-exp-worker-{num}")
 
 
 def start_workers(jobs: int) -> list[int]:
@@ -144,7 +152,7 @@ def start_workers(jobs: int) -> list[int]:
     (`dvc queue start -j J` decides from the same unreliable celery broadcast as `dvc queue status`
     and starts a second copy of a busy worker.)"""
     if not shutil.which("dvc", path=tool_env()["PATH"]):
-        run_dvc(["--version"], capture_output=True)  # raises the clear "dvc not found" error
+        raise dvc_missing()
     alive = live_workers()
     missing = [num for num in range(1, jobs + 1) if num not in alive]
     for num in missing:
@@ -164,13 +172,7 @@ def queue_tasks() -> list[Task]:
 def live_runs() -> str:
     """Command lines of the running `dvc exp exec-run` processes: each names its task's infofile,
     ``.dvc/tmp/exps/run/<rev>/<rev>.run``, and a task id is a prefix of that rev."""
-    import psutil
-    lines = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if "exec-run" in cmdline:
-            lines.append(cmdline)
-    return "\n".join(lines)
+    return "\n".join(line for line in process_cmdlines() if "exec-run" in line)
 
 
 def orphans(tasks: list[Task], runs: str) -> list[Task]:
