@@ -316,6 +316,8 @@ def cmd_run(args) -> int:
     if args.jobs < 1:
         raise TunelabError(f"--jobs {args.jobs}: must be at least 1")
     in_queue_order = sweeps.longest_first(experiments, base)
+    for warning in sweeps.config_warnings(experiments, base):
+        print(warning, file=sys.stderr)
     if args.dry_run:
         for exp in in_queue_order:
             print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")

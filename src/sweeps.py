@@ -194,6 +194,18 @@ def training_flops(merged: dict) -> float:
             * prepare.cv_folds)
 
 
+def config_warnings(experiments: list[Experiment], base_params: dict) -> list[str]:
+    """The train stage's warnings (:func:`src.train.config_warnings`), once per configuration, so
+    that a sweep says so before it queues, not in a queue worker's log. Imports torch."""
+    from src.train import config_warnings as train_warnings
+    found: dict[str, None] = {}
+    for exp in experiments:
+        train_cfg = params.validate_all(apply(base_params, exp.overrides))["train"]
+        for warning in train_warnings(train_cfg):
+            found[f"{exp.sweep}{SEP}{exp.config}: {warning}"] = None
+    return list(found)
+
+
 def longest_first(experiments: list[Experiment], base_params: dict) -> list[Experiment]:
     """The experiments in decreasing estimated cost (:func:`training_flops`); equal costs keep the
     sweep's order. Queue workers take experiments in order, so the longest start first and short

@@ -186,10 +186,19 @@ def test_bf16_warns_only_where_the_cpu_lacks_native_bf16(monkeypatch):
     from src import train
     assert isinstance(engine.native_bf16(), bool)
     monkeypatch.setattr(engine, "native_bf16", lambda: False)
-    assert "emulated" in train.precision_warning(TrainParams(precision="bf16"))
-    assert train.precision_warning(TrainParams(precision="fp32")) is None
+    [warning] = train.config_warnings(TrainParams(precision="bf16"))
+    assert "emulated" in warning
+    assert train.config_warnings(TrainParams(precision="fp32")) == []
     monkeypatch.setattr(engine, "native_bf16", lambda: True)
-    assert train.precision_warning(TrainParams(precision="bf16")) is None
+    assert train.config_warnings(TrainParams(precision="bf16")) == []
+
+
+def test_flip_tta_warns_unless_training_sees_flips():
+    from src import train
+    [warning] = train.config_warnings(TrainParams(tta_hflip=True))
+    assert "train.hflip" in warning
+    assert train.config_warnings(TrainParams(tta_hflip=True, hflip=True)) == []
+    assert train.config_warnings(TrainParams(hflip=True)) == []
 
 
 def test_evaluate_predicts_each_fold_model_as_it_was_validated(tensors):

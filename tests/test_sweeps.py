@@ -290,6 +290,16 @@ def test_experiments_are_queued_longest_first_and_seeds_stay_in_order():
     assert costs == sorted(costs, reverse=True) and combined[0].config.startswith("conv_channels=64-128")
 
 
+def test_a_sweep_warns_once_per_configuration_before_queueing():
+    s = parse({"configs": [{}, {"train.tta_hflip": True}, {"train.tta_hflip": True, "train.hflip": True}],
+               "baseline": {}})
+    warnings = sweeps.config_warnings(sweeps.expand(s, 3, BASE), BASE)
+    assert len(warnings) == 1 and warnings[0].startswith("s--tta_hflip=true: warning")
+    shipped = sweeps.load(REPO / "sweeps.yaml", BASE)
+    assert [w for sw in shipped.values() for w in sweeps.config_warnings(sweeps.expand(sw, 1, BASE), BASE)
+            if "tta_hflip" in w] == []
+
+
 def test_replayed_queue_makespan_is_list_scheduling():
     from benchmarks.queue_order import makespan
     assert makespan([2, 2, 3], workers=2) == 5  # the long one last: one worker idles 3 s
