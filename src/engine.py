@@ -28,6 +28,10 @@ from src.params import TrainParams
 # with BatchNorm, an exploding LR gives huge but finite losses, so NaN checks alone miss it.
 DIVERGED_LOSS = 10 * math.log(10)
 EVAL_BATCH = 256  # measured: 2.7x faster than 2048 on 2 cores (the batch stays in cache)
+# The final train accuracy (for the train-val gap) is measured on at most this many training
+# images: its standard error is then <= 0.5 points, and on 48,000 images it costs a fifth of the
+# prediction time. Smaller training folds (the default subset's 8,000) are measured whole.
+TRAIN_ACC_SAMPLE = 10_000
 
 
 @dataclass
@@ -35,7 +39,8 @@ class FitResult:
     history: list[dict] = field(default_factory=list)  # one dict per epoch
     status: str = "completed"  # completed | early_stopped | diverged | pruned
     reason: str = ""
-    train_accuracy: float = float("nan")  # eval-mode accuracy on the training fold at the end
+    train_accuracy: float = float("nan")  # eval-mode accuracy at the end, on the training fold
+                                          # (a fixed sample of TRAIN_ACC_SAMPLE if larger)
     seconds: float = 0.0
 
     @property
@@ -218,6 +223,15 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
     if average is not None:  # the model keeps the averaged weights: what was validated is saved
         model.load_state_dict(average.module.state_dict())
     if result.status != "diverged":
+        sample = train_sample(len(x_train), seed, TRAIN_ACC_SAMPLE)
         result.train_accuracy = loss_and_accuracy(
-            predict(model, x_train, cfg.precision, cfg.tta_hflip), y_train)[1]
+            predict(model, x_train[sample], cfg.precision, cfg.tta_hflip), y_train[sample])[1]
     return result
+
+
+def train_sample(n: int, seed: int, size: int) -> slice | torch.Tensor:
+    """Indices of the training images the final train accuracy is measured on: all of them when
+    there are at most ``size``, else a seeded uniform sample of ``size`` without replacement."""
+    if n <= size:
+        return slice(None)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values

@@ -43,6 +43,21 @@ def test_learns_the_synthetic_task(tensors):
     assert result.train_accuracy > 0.9
 
 
+def test_train_accuracy_is_measured_on_a_fixed_sample_of_large_training_folds(tensors, monkeypatch):
+    assert engine.train_sample(300, seed=0, size=300) == slice(None)  # small folds: all of them
+    sample = engine.train_sample(300, seed=0, size=120)
+    assert len(sample) == len(set(sample.tolist())) == 120 and sample.max() < 300
+    assert torch.equal(sample, engine.train_sample(300, seed=0, size=120))  # fixed per seed
+    x_train, y_train, x_val, y_val = tensors
+    monkeypatch.setattr(engine, "TRAIN_ACC_SAMPLE", 120)
+    cfg = TrainParams(**SMALL, epochs=1)
+    torch.manual_seed(0)
+    model = models.build("cnn", conv_channels=cfg.conv_channels, hidden_units=cfg.hidden_units)
+    result = engine.fit(model, x_train, y_train, x_val, y_val, cfg, seed=0)
+    on_sample = engine.loss_and_accuracy(engine.predict(model, x_train[sample]), y_train[sample])[1]
+    assert result.train_accuracy == on_sample
+
+
 def test_same_seed_same_history_different_seed_differs(tensors):
     strip = lambda r: [{k: v for k, v in h.items() if k != "seconds"} for h in r.history]  # noqa: E731
     assert strip(run(tensors, epochs=1, seed=5)) == strip(run(tensors, epochs=1, seed=5))
