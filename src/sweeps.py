@@ -198,12 +198,12 @@ def config_warnings(experiments: list[Experiment], base_params: dict) -> list[st
     """The train stage's warnings (:func:`src.train.config_warnings`), once per configuration, so
     that a sweep says so before it queues, not in a queue worker's log. Imports torch."""
     from src.train import config_warnings as train_warnings
-    found: dict[str, None] = {}
-    for exp in experiments:
+    one_per_config = {exp.config: exp for exp in experiments}  # the seeds share their warnings
+    warnings = []
+    for exp in one_per_config.values():
         train_cfg = params.validate_all(apply(base_params, exp.overrides))["train"]
-        for warning in train_warnings(train_cfg):
-            found[f"{exp.sweep}{SEP}{exp.config}: {warning}"] = None
-    return list(found)
+        warnings += [f"{exp.sweep}{SEP}{exp.config}: {w}" for w in train_warnings(train_cfg)]
+    return warnings
 
 
 def longest_first(experiments: list[Experiment], base_params: dict) -> list[Experiment]:
