@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from src import models
 from src.params import TrainParams
@@ -83,3 +84,26 @@ def test_pooling_first_trains_exactly_like_the_textbook_order(conv_dropout):
     for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values()):
         assert torch.equal(a, b), name
     assert torch.equal(fast.eval()(x), slow.eval()(x))
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("cnn", {"norm": "batch"}), ("cnn", {"norm": "batch", "pooling": "avg", "activation": "gelu"}),
+    ("cnn", {"norm": "group"}), ("mlp", {"norm": "batch", "hidden_units": [32, 16]})])
+def test_folding_batchnorm_keeps_the_function_and_leaves_the_model_alone(name, kwargs):
+    torch.manual_seed(0)
+    model = models.build(name, **kwargs)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):  # train steps: BatchNorm's weights and running statistics move off 1 and 0
+        x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = models.fold_batchnorm(model)
+    x = torch.randn(32, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model.eval()(x), rtol=1e-4, atol=1e-5)
+    batch_norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    assert not any(isinstance(m, batch_norms) for m in folded.modules())
+    assert any(isinstance(m, batch_norms) for m in model.modules()) == (kwargs["norm"] == "batch")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
