@@ -11,13 +11,13 @@ Run    python -m src.prepare   (or `dvc repro prepare`)
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from src import atomic, data, errors, params, paths
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Indices of a class-stratified random subset of ``size`` items, in shuffled order."""
+    from sklearn.model_selection import train_test_split  # 1.2 s to import: only when used
     everything = np.arange(len(labels))
     if size >= len(labels):
         return np.random.default_rng(seed).permutation(everything)
@@ -27,6 +27,7 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold id (0..k-1) of each item, class-stratified."""
+    from sklearn.model_selection import StratifiedKFold  # train, evaluate and plot never split
     fold = np.empty(len(labels), dtype=np.int8)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
