@@ -13,13 +13,20 @@ hits every variant alike):
 Prints one `name=value` per line: samples/s (median over rounds), seconds per 60,000-sample epoch,
 achieved GFLOP/s (training FLOPs counted from the model's layers), and speed-ups over (a).
 
+Then the sweep throughput, from the record the last `python -m src.sweep run NAME` left in
+.tunelab/sweeps/NAME.json (the most recent one, or --sweep NAME): total training samples per
+second of the sweep's workers against (a) run sequentially (as timed here, on --threads threads),
+and the share of the workers' time that training filled and that overhead took.
+
 Run:  .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--samples 6400] [--threads N]
                                                 [--variants usual,fp32_textbook,fp32,bf16]
+                                                [--sweep NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -30,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src import data, engine, models, paths  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from src import data, engine, models, paths, sweep  # noqa: E402
 from src.params import TrainParams  # noqa: E402
 from src.train import model_args  # noqa: E402
 
@@ -75,7 +83,13 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated subset of %(default)s (bf16 crawls without native "
                              "bf16 hardware); 'usual' is always timed, as the baseline")
+    parser.add_argument("--sweep", help="the sweep whose last run to report (default: the most "
+                                        f"recent record in {sweep.RECORDS}/)")
     args = parser.parse_args()
+    record_file = sweep_record(args.sweep)
+    if args.sweep and record_file is None:
+        parser.error(f"--sweep {args.sweep}: no record {sweep.RECORDS / args.sweep}.json; run "
+                     f"`python -m src.sweep run {args.sweep} --jobs 2` first")
     chosen = ["usual"] + [v for v in args.variants.split(",") if v and v != "usual"]
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown:
@@ -133,6 +147,26 @@ def main() -> None:
         print(f"{name}.seconds_per_60k_epoch={EPOCH / rate:.1f}")
         print(f"{name}.gflop_per_s={rate * flops / 1e9:.1f}")
         print(f"{name}.speedup_vs_usual={rate / base:.2f}")
+    if record_file is not None:
+        record = json.loads(record_file.read_text())
+        print(f"sweep.record={record_file}")
+        for key in ("sweep", "finished", "experiments", "workers", "threads_per_worker",
+                    "wall_seconds", "train_samples"):
+            print(f"sweep.{key}={record[key]}")
+        print(f"sweep.samples_per_s={record['samples_per_second']:.0f}")
+        print(f"sweep.speedup_vs_usual_sequential={record['samples_per_second'] / base:.2f}")
+        print(f"sweep.training_share={record['training_share']:.3f}")
+        print(f"sweep.overhead_share={1 - record['training_share']:.3f}")
+
+
+def sweep_record(name: str | None) -> Path | None:
+    """The record of sweep ``name``, or the most recent one; None if there is none."""
+    folder = ROOT / sweep.RECORDS
+    if name:
+        path = folder / f"{name}.json"
+        return path if path.exists() else None
+    records = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    return records[-1] if records else None
 
 
 if __name__ == "__main__":

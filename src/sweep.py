@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from src import errors, params, paths, sweeps, tracking
+from src import atomic, errors, params, paths, sweeps, tracking
 from src.errors import TunelabError
 
 SWEEPS_FILE = Path("sweeps.yaml")
@@ -169,6 +170,15 @@ def queue_tasks() -> list[Task]:
     return queue_state()[0]
 
 
+def queue_processes() -> str:
+    """The command lines of the queue's workers and running experiments, from the process table:
+    they change whenever an experiment starts or ends. Reading them takes milliseconds; a `dvc
+    queue status` takes ~2.4 CPU-seconds, which, every 5 s, took a quarter of a core from the
+    experiments of a 2-core machine."""
+    return "\n".join(sorted(line for line in process_cmdlines()
+                            if "exec-run" in line or "queue-worker" in line))
+
+
 def live_runs() -> str:
     """Command lines of the running `dvc exp exec-run` processes: each names its task's infofile,
     ``.dvc/tmp/exps/run/<rev>/<rev>.run``, and a task id is a prefix of that rev."""
@@ -192,6 +202,8 @@ class Outcome:
     name: str
     state: str  # completed | diverged | early_stopped... (metrics status) | failed
     cv_accuracy: float | None
+    train_seconds: float | None = None  # the training loops' time over the folds (metrics.json)
+    train_samples: float | None = None  # training images seen: fold-epochs x images per fold
 
 
 def parse_exp_show(shown: list) -> dict[str, Outcome]:
@@ -211,8 +223,20 @@ def parse_exp_show(shown: list) -> dict[str, Outcome]:
             metrics = ((head.get("data") or {}).get("metrics") or {}).get(str(paths.METRICS), {})
             data = metrics.get("data") or {}
             cv = ((data.get("cv") or {}).get("val_accuracy") or {}).get("mean")
-            outcomes[name] = Outcome(name, data.get("status", "failed"), cv)
+            cost = data.get("time") or {}
+            outcomes[name] = Outcome(name, data.get("status", "failed"), cv,
+                                     cost.get("train_seconds"), train_samples(head, cost))
     return outcomes
+
+
+def train_samples(head: dict, cost: dict) -> float | None:
+    """Training images an experiment's folds saw: fold-epochs x (k - 1) / k of the subset."""
+    prepare = ((((head.get("data") or {}).get("params") or {}).get(str(paths.PARAMS)) or {})
+               .get("data") or {}).get("prepare") or {}
+    size, folds, epochs = prepare.get("train_size"), prepare.get("cv_folds"), cost.get("epochs")
+    if not (size and folds and epochs):
+        return None
+    return epochs * size * (folds - 1) / folds
 
 
 def experiment_outcomes() -> dict[str, Outcome]:
@@ -261,19 +285,29 @@ def progress_line(counts: Counter, total: int, started: float) -> str:
 
 
 ORPHAN_GRACE = 60.0  # seconds a Running task may lack a process (a worker sets up its workspace)
+QUERY_SECONDS = 60.0  # `dvc queue status` at least this often while no process starts or ends
 
 
-def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str, Task]:
+def wait_for(task_ids: set[str], total: int, poll: float, jobs: int,
+             query_every: float = QUERY_SECONDS) -> dict[str, Task]:
     """Poll the queue until none of ``task_ids`` is queued or running; print progress when the
-    counts change, and at least once a minute. A Running task that no process runs (its worker was
-    killed) is cleared after ORPHAN_GRACE; if fewer than ``jobs`` workers are alive while tasks are
-    queued, the missing ones are started.
+    counts change, and at least once a minute. Every ``poll`` seconds the process table is read
+    (cheap); DVC's queue is asked (costly) only when a worker or experiment process started or
+    ended, when the last answer left something to resolve, or after ``query_every`` seconds.
+    A Running task that no process runs (its worker was killed) is cleared after ORPHAN_GRACE; if
+    fewer than ``jobs`` workers are alive while tasks are queued, the missing ones are started.
     Workers do die on their own: DVC's file-based queue lets two workers race on a message file,
     and the loser exits with `Unrecoverable error: JSONDecodeError` (dvc-task#73)."""
     started = time.monotonic()
     last_counts, last_print, short_polls = None, 0.0, 0
     unrun_since: dict[str, float] = {}
+    seen, last_query, unsettled = None, -math.inf, True
     while True:
+        processes = queue_processes()
+        if not unsettled and processes == seen and time.monotonic() - last_query < query_every:
+            time.sleep(poll)
+            continue
+        seen, last_query = processes, time.monotonic()
         tasks, workers = queue_state()
         mine = {t.task_id: t for t in tasks if t.task_id in task_ids}
         counts = Counter(t.status for t in mine.values())
@@ -299,7 +333,57 @@ def wait_for(task_ids: set[str], total: int, poll: float, jobs: int) -> dict[str
                   "queued: starting the missing ones", flush=True)
             start_workers(jobs)
             short_polls = 0
+        # Ask DVC again at the next poll while a Running task has no process or workers are short.
+        unsettled = bool(unrun_since) or short_polls > 0
         time.sleep(poll)
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """How well a sweep used its workers: training time against the workers' wall time."""
+    experiments: int
+    workers: int
+    wall_seconds: float
+    train_seconds: float  # the training loops (epochs, validation included), summed
+    train_samples: float
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_samples / self.wall_seconds
+
+    @property
+    def training_share(self) -> float:
+        return self.train_seconds / (self.workers * self.wall_seconds)
+
+    def describe(self) -> str:
+        return (f"{self.experiments} experiments in {self.wall_seconds:,.0f} s on {self.workers} "
+                f"worker(s): {self.train_samples / 1e6:.2f} M training samples, "
+                f"{self.samples_per_second:,.0f} samples/s; training (epochs, validation "
+                f"included) filled {self.training_share:.0%} of the workers' time, overhead "
+                f"{1 - self.training_share:.0%} (queueing, DVC workspaces and commits, process "
+                f"start-up, MLflow and DVCLive, test-set evaluation, figures, idle workers)")
+
+    def record(self, sweep: str, threads: int) -> dict:
+        return {"sweep": sweep, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "experiments": self.experiments, "workers": self.workers,
+                "threads_per_worker": threads, "cpu_count": os.cpu_count(),
+                "wall_seconds": round(self.wall_seconds, 1),
+                "train_seconds": round(self.train_seconds, 1),
+                "train_samples": round(self.train_samples),
+                "samples_per_second": round(self.samples_per_second, 1),
+                "training_share": round(self.training_share, 4)}
+
+
+def efficiency(outcomes: list[Outcome], workers: int, wall_seconds: float) -> Efficiency | None:
+    """The sweep's efficiency over the experiments it ran; None when one has no training time
+    (it failed before training, or its metrics predate the record)."""
+    if not outcomes or any(o.train_seconds is None or o.train_samples is None for o in outcomes):
+        return None
+    return Efficiency(len(outcomes), workers, wall_seconds,
+                      sum(o.train_seconds for o in outcomes), sum(o.train_samples for o in outcomes))
+
+
+RECORDS = Path(".tunelab/sweeps")  # the last run of each sweep: <name>.json (git-ignored)
 
 
 def log_tail(name: str, lines: int = LOG_TAIL) -> str:
@@ -335,6 +419,7 @@ def cmd_run(args) -> int:
 
     with tracking.store_lock():  # two sweeps starting at once must not both create the store
         tracking.init_store()  # before any worker starts: a fresh SQLite store is created once
+    started = time.monotonic()
     before = {t.task_id for t in queue_tasks()}
     for exp in todo:
         # A failed earlier attempt keeps its name; remove it so the name can be queued again.
@@ -350,8 +435,20 @@ def cmd_run(args) -> int:
     start_workers(args.jobs)
     print(f"started {args.jobs} queue workers ({os.environ['TUNELAB_THREADS']} threads each); "
           f"Ctrl-C stops waiting, not the workers (`dvc queue stop` does)", flush=True)
-    wait_for(task_ids, len(task_ids), args.poll, args.jobs)
-    return report(sweep, experiments)
+    ran = wait_for(task_ids, len(task_ids), args.poll, args.jobs)
+    wall = time.monotonic() - started
+    code = report(sweep, experiments)
+    if resumed:  # they started before this run: its wall time does not cover them
+        print(f"efficiency not measured: {len(resumed)} experiment(s) were queued before this run")
+        return code
+    outcomes = experiment_outcomes()
+    measured = efficiency([outcomes[t.name] for t in ran.values()
+                           if t.status == "Success" and t.name in outcomes], args.jobs, wall)
+    if measured is not None:
+        print(f"sweep {sweep.name}: {measured.describe()}")
+        atomic.write_json(RECORDS / f"{sweep.name}.json",
+                          measured.record(sweep.name, threads_per_worker(args.jobs)))
+    return code
 
 
 def report(sweep: sweeps.Sweep, experiments: list[sweeps.Experiment]) -> int:

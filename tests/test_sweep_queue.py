@@ -68,6 +68,11 @@ def test_two_workers_give_every_experiment_and_mlflow_run(swept):
                        if "mlflow.parentRunId" in r.data.tags)
     assert sorted(children.values()) == [2, 2, 2, 2]  # 2 folds each
     assert not list((root / ".dvc").rglob("mlflow.db"))  # nothing logged into throw-away copies
+    # The sweep's efficiency: printed, and recorded for benchmarks/train_speed.py.
+    assert "sweep tiny: 4 experiments in" in done.stdout
+    record = json.loads((root / ".tunelab" / "sweeps" / "tiny.json").read_text())
+    assert (record["experiments"], record["workers"]) == (4, 2)
+    assert 0 < record["training_share"] < 1 and record["train_samples"] > 0
 
 
 def test_rerun_runs_only_what_is_missing(swept):

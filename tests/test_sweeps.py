@@ -114,19 +114,39 @@ Worker status: 1 active, 0 idle
 
 def test_parse_exp_show_reads_states_and_metrics():
     metrics = {"reports/evaluate/metrics.json": {"data": {
-        "status": "completed", "cv": {"val_accuracy": {"mean": 0.88}}}}}
+        "status": "completed", "cv": {"val_accuracy": {"mean": 0.88}},
+        "time": {"train_seconds": 170.5, "epochs": 50}}}}
+    params = {"params.yaml": {"data": {"prepare": {"train_size": 10000, "cv_folds": 5}}}}
     shown = [
         {"rev": "workspace", "name": None, "experiments": None},
         {"rev": "abc", "name": "main", "experiments": [
             {"name": "a--x--s0", "revs": [{"name": "a--x--s0", "error": None,
-                                          "data": {"metrics": metrics}}]},
+                                          "data": {"metrics": metrics, "params": params}}]},
             {"name": "a--y--s0", "revs": [{"name": "a--y--s0", "data": {},
                                           "error": {"msg": "Experiment run failed"}}]},
         ]},
     ]
     outcomes = sweep.parse_exp_show(shown)
-    assert outcomes["a--x--s0"] == sweep.Outcome("a--x--s0", "completed", 0.88)
+    # 50 fold-epochs of 8,000 training images (4 of 5 folds of 10,000)
+    assert outcomes["a--x--s0"] == sweep.Outcome("a--x--s0", "completed", 0.88, 170.5, 400_000)
     assert outcomes["a--y--s0"].state == "failed"
+    assert outcomes["a--y--s0"].train_seconds is None
+
+
+def test_efficiency_is_training_time_over_the_workers_wall_time():
+    outcomes = [sweep.Outcome(f"e{i}", "completed", 0.9, seconds, 400_000)
+                for i, seconds in enumerate([300.0, 280.0, 320.0])]
+    measured = sweep.efficiency(outcomes, workers=2, wall_seconds=500.0)
+    assert measured.training_share == pytest.approx(900 / 1000)
+    assert measured.samples_per_second == pytest.approx(1_200_000 / 500)
+    assert "3 experiments in 500 s on 2 worker(s): 1.20 M training samples, 2,400 samples/s" \
+        in measured.describe()
+    assert "filled 90% of the workers' time, overhead 10%" in measured.describe()
+    record = measured.record("dropout", threads=1)
+    assert (record["training_share"], record["train_samples"], record["workers"]) == (0.9, 1_200_000, 2)
+    # Nothing to measure, or an experiment without a training time: no figure rather than a wrong one.
+    assert sweep.efficiency([], 2, 500.0) is None
+    assert sweep.efficiency(outcomes + [sweep.Outcome("f", "completed", 0.9)], 2, 500.0) is None
 
 
 def test_progress_line_and_threads():
@@ -186,7 +206,7 @@ def test_a_sweep_tops_up_workers_that_died_while_experiments_are_queued(monkeypa
     monkeypatch.setattr(sweep, "live_runs", lambda: "exps/run/aaa1111 exps/run/bbb2222")
     monkeypatch.setattr(sweep, "start_workers", started.append)
     monkeypatch.setattr(sweep.time, "sleep", lambda _: None)
-    final = sweep.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2)
+    final = sweep.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2, query_every=0)
     assert started == [2]  # after the second short poll only
     assert {t.status for t in final.values()} == {"Success"}
     assert "1 of 2 queue workers alive, 1 experiment(s) queued: starting the missing ones" in capsys.readouterr().out
@@ -305,3 +325,25 @@ def test_replayed_queue_makespan_is_list_scheduling():
     assert makespan([2, 2, 3], workers=2) == 5  # the long one last: one worker idles 3 s
     assert makespan([3, 2, 2], workers=2) == 4  # longest first
     assert makespan([1, 1, 1], workers=1) == 3 and makespan([5], workers=4) == 5
+
+
+def test_the_queue_is_asked_only_when_its_processes_change(monkeypatch):
+    """`dvc queue status` costs seconds of CPU: between a task's start and end, polls read only
+    the process table; a change there, or an answer that leaves a Running task without a process,
+    makes the next poll ask DVC."""
+    a, b = (sweep.Task(i, f"x--{i}--s0", "Running") for i in ("aaa1111", "bbb2222"))
+    answers = iter([([a, b], 2),                                   # both start
+                    ([sweep.Task(a.task_id, a.name, "Success"), b], 2),  # a's process ended
+                    ([sweep.Task(a.task_id, a.name, "Success"), b], 2),  # b's process ended, DVC lags
+                    ([sweep.Task(a.task_id, a.name, "Success"),
+                      sweep.Task(b.task_id, b.name, "Success")], 2)])
+    processes = iter(["run a, run b"] * 4 + ["run b"] * 3 + [""] * 10)
+    runs = iter(["exps/run/aaa1111 exps/run/bbb2222", "exps/run/bbb2222", "", ""])
+    asked = []
+    monkeypatch.setattr(sweep, "queue_processes", lambda: next(processes))
+    monkeypatch.setattr(sweep, "queue_state", lambda: asked.append(1) or next(answers))
+    monkeypatch.setattr(sweep, "live_runs", lambda: next(runs))
+    monkeypatch.setattr(sweep.time, "sleep", lambda _: None)
+    final = sweep.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2)
+    assert len(asked) == 4  # of 9 polls of the process table
+    assert {t.status for t in final.values()} == {"Success"}
