@@ -173,7 +173,7 @@ def queue_tasks() -> list[Task]:
 def queue_processes() -> str:
     """The command lines of the queue's workers and running experiments, from the process table:
     they change whenever an experiment starts or ends. Reading them takes milliseconds; a `dvc
-    queue status` takes ~2.4 CPU-seconds, which, every 5 s, took a quarter of a core from the
+    queue status` takes ~2.5 CPU-seconds, which, every 5 s, took a quarter of a core from the
     experiments of a 2-core machine."""
     return "\n".join(sorted(line for line in process_cmdlines()
                             if "exec-run" in line or "queue-worker" in line))
@@ -419,7 +419,7 @@ def cmd_run(args) -> int:
 
     with tracking.store_lock():  # two sweeps starting at once must not both create the store
         tracking.init_store()  # before any worker starts: a fresh SQLite store is created once
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     before = {t.task_id for t in queue_tasks()}
     for exp in todo:
         # A failed earlier attempt keeps its name; remove it so the name can be queued again.
@@ -441,14 +441,31 @@ def cmd_run(args) -> int:
     if resumed:  # they started before this run: its wall time does not cover them
         print(f"efficiency not measured: {len(resumed)} experiment(s) were queued before this run")
         return code
-    outcomes = experiment_outcomes()
-    measured = efficiency([outcomes[t.name] for t in ran.values()
-                           if t.status == "Success" and t.name in outcomes], args.jobs, wall)
+    try:
+        trained = tracking.trained_since(started_at, f"{sweep.name}{sweeps.SEP}")
+    except Exception as error:  # the results stand; only this figure is missing
+        print(f"efficiency not measured: reading the MLflow runs failed: {error}")
+        return code
+    counted, cached = trained_outcomes(ran.values(), experiment_outcomes(), trained)
+    if cached:
+        print(f"{len(cached)} experiment(s) came back from DVC's run cache without training "
+              f"(not counted below): {', '.join(cached)}")
+    measured = efficiency(counted, args.jobs, wall)
     if measured is not None:
         print(f"sweep {sweep.name}: {measured.describe()}")
         atomic.write_json(RECORDS / f"{sweep.name}.json",
                           measured.record(sweep.name, threads_per_worker(args.jobs)))
     return code
+
+
+def trained_outcomes(tasks, outcomes: dict[str, Outcome],
+                     trained: set[str]) -> tuple[list[Outcome], list[str]]:
+    """The outcomes of the succeeded ``tasks`` whose training ran in this sweep, and the names of
+    those restored from DVC's run cache instead: their metrics (training time included) are the
+    earlier run's."""
+    succeeded = [t.name for t in tasks if t.status == "Success" and t.name in outcomes]
+    return ([outcomes[n] for n in succeeded if n in trained],
+            [n for n in succeeded if n not in trained])
 
 
 def report(sweep: sweeps.Sweep, experiments: list[sweeps.Experiment]) -> int:

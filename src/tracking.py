@@ -64,6 +64,21 @@ def init_store(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
         raise TunelabError(f"MLflow tracking store {uri} is unusable: {error}") from error
 
 
+def trained_since(since: float, prefix: str, uri: str | None = None) -> set[str]:
+    """Names of the DVC experiments starting with ``prefix`` whose `train` stage ran since
+    ``since`` (seconds since the epoch): each opened an MLflow parent run. An experiment that DVC
+    restored from its run cache (the same stage, params and inputs ran before) opened none."""
+    client = _client(uri or tracking_uri())
+    found = client.get_experiment_by_name(EXPERIMENT)
+    if found is None:
+        return set()
+    runs = client.search_runs(
+        [found.experiment_id], max_results=50_000,  # the SQL store's limit per page
+        filter_string=f"attributes.start_time >= {int(since * 1000)} "
+                      f"and tags.`dvc.exp_name` LIKE '{prefix}%'")
+    return {run.data.tags["dvc.exp_name"] for run in runs}
+
+
 def store_lock():
     """An inter-process lock beside the default store, held while a sweep creates it."""
     from filelock import FileLock

@@ -144,6 +144,11 @@ def test_efficiency_is_training_time_over_the_workers_wall_time():
     assert "filled 90% of the workers' time, overhead 10%" in measured.describe()
     record = measured.record("dropout", threads=1)
     assert (record["training_share"], record["train_samples"], record["workers"]) == (0.9, 1_200_000, 2)
+    # An experiment DVC restored from its run cache did not train: its metrics are an earlier run's.
+    tasks = [sweep.Task(f"t{i}", o.name, "Success") for i, o in enumerate(outcomes)]
+    tasks.append(sweep.Task("t9", "failed-one", "Failed"))
+    counted, cached = sweep.trained_outcomes(tasks, {o.name: o for o in outcomes}, {"e0", "e2"})
+    assert ([o.name for o in counted], cached) == (["e0", "e2"], ["e1"])
     # Nothing to measure, or an experiment without a training time: no figure rather than a wrong one.
     assert sweep.efficiency([], 2, 500.0) is None
     assert sweep.efficiency(outcomes + [sweep.Outcome("f", "completed", 0.9)], 2, 500.0) is None

@@ -89,3 +89,23 @@ def test_unusable_store_is_a_clear_error(tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(tracking.TunelabError, match="unusable"):
         tracking.init_store(f"sqlite:///{tmp_path}/a-file/mlflow.db")
+
+
+def test_trained_since_finds_the_sweeps_parent_runs_opened_since(store):
+    import time
+    experiment = tracking.init_store(store)
+    assert tracking.trained_since(0.0, "s--", store) == set()
+
+    def train(name):
+        run = tracking.MLflowTracker(store, experiment, name, {}, {"dvc.exp_name": name})
+        run.start_fold(0)  # a child run: no dvc.exp_name tag of its own
+        run.end_fold(0, "completed")
+
+    train("s--a--s0")  # an earlier run of the same configuration
+    time.sleep(0.01)
+    since = time.time()
+    time.sleep(0.01)
+    for name in ("s--b--s0", "other--a--s0"):
+        train(name)
+    assert tracking.trained_since(since, "s--", store) == {"s--b--s0"}
+    assert tracking.trained_since(0.0, "s--", store) == {"s--a--s0", "s--b--s0"}
