@@ -9,9 +9,10 @@
 `run` validates every experiment first (nothing is queued if one is invalid), creates the MLflow
 store once (parallel workers would corrupt a fresh SQLite database), queues what is missing with
 ``dvc exp run --queue -n <sweep>--<config>--s<seed> -S ...``, starts J queue workers with
-$TUNELAB_THREADS = cores / J, shows progress, and exits non-zero naming every failed experiment
-with the tail of its log (DVC's own queue exits 0 when experiments fail). Running it again after an
-interruption queues only what has not succeeded on the current commit.
+$TUNELAB_THREADS = cores / J, shows progress, prints how well the sweep used its workers (kept in
+.tunelab/sweeps/<name>.json), and exits non-zero naming every failed experiment with the tail of
+its log (DVC's own queue exits 0 when experiments fail). Running it again after an interruption
+queues only what has not succeeded on the current commit.
 """
 
 from __future__ import annotations
@@ -375,8 +376,8 @@ class Efficiency:
 
 
 def efficiency(outcomes: list[Outcome], workers: int, wall_seconds: float) -> Efficiency | None:
-    """The sweep's efficiency over the experiments it ran; None when one has no training time
-    (it failed before training, or its metrics predate the record)."""
+    """The sweep's efficiency over the experiments it trained; None when there are none, or when
+    one's metrics lack the training time or the data size."""
     if not outcomes or any(o.train_seconds is None or o.train_samples is None for o in outcomes):
         return None
     return Efficiency(len(outcomes), workers, wall_seconds,
