@@ -438,25 +438,31 @@ def cmd_run(args) -> int:
           f"Ctrl-C stops waiting, not the workers (`dvc queue stop` does)", flush=True)
     ran = wait_for(task_ids, len(task_ids), args.poll, args.jobs)
     wall = time.monotonic() - started
-    code = report(sweep, experiments)
+    outcomes = experiment_outcomes()
+    code = report(sweep, experiments, outcomes)
     if resumed:  # they started before this run: its wall time does not cover them
         print(f"efficiency not measured: {len(resumed)} experiment(s) were queued before this run")
-        return code
+    else:
+        report_efficiency(sweep.name, list(ran.values()), outcomes, args.jobs, wall, started_at)
+    return code
+
+
+def report_efficiency(name: str, ran: list[Task], outcomes: dict[str, Outcome], jobs: int,
+                      wall: float, started_at: float) -> None:
+    """Print the sweep's efficiency over the experiments it trained and record it in RECORDS."""
     try:
-        trained = tracking.trained_since(started_at, f"{sweep.name}{sweeps.SEP}")
+        trained = tracking.trained_since(started_at, f"{name}{sweeps.SEP}")
     except Exception as error:  # the results stand; only this figure is missing
         print(f"efficiency not measured: reading the MLflow runs failed: {error}")
-        return code
-    counted, cached = trained_outcomes(ran.values(), experiment_outcomes(), trained)
+        return
+    counted, cached = trained_outcomes(ran, outcomes, trained)
     if cached:
         print(f"{len(cached)} experiment(s) came back from DVC's run cache without training "
               f"(not counted below): {', '.join(cached)}")
-    measured = efficiency(counted, args.jobs, wall)
+    measured = efficiency(counted, jobs, wall)
     if measured is not None:
-        print(f"sweep {sweep.name}: {measured.describe()}")
-        atomic.write_json(RECORDS / f"{sweep.name}.json",
-                          measured.record(sweep.name, threads_per_worker(args.jobs)))
-    return code
+        print(f"sweep {name}: {measured.describe()}")
+        atomic.write_json(RECORDS / f"{name}.json", measured.record(name, threads_per_worker(jobs)))
 
 
 def trained_outcomes(tasks, outcomes: dict[str, Outcome],
@@ -469,9 +475,11 @@ def trained_outcomes(tasks, outcomes: dict[str, Outcome],
             [n for n in succeeded if n not in trained])
 
 
-def report(sweep: sweeps.Sweep, experiments: list[sweeps.Experiment]) -> int:
-    """Print the outcome of every experiment of the sweep; 1 if any failed or is missing."""
-    outcomes = experiment_outcomes()
+def report(sweep: sweeps.Sweep, experiments: list[sweeps.Experiment],
+           outcomes: dict[str, Outcome] | None = None) -> int:
+    """Print the outcome of every experiment of the sweep (``outcomes``: `dvc exp show`'s, read
+    here if not given); 1 if any failed or is missing."""
+    outcomes = experiment_outcomes() if outcomes is None else outcomes
     states = Counter()
     failed = []
     for exp in experiments:
