@@ -15,6 +15,7 @@ never touches files or trackers: ``on_epoch`` receives each epoch's metrics.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src import models
+from src import errors, models
 from src.params import TrainParams
 
 # A mean epoch loss this far above chance level (ln 10 for 10 classes) means the run has blown up:
@@ -34,6 +35,17 @@ EVAL_BATCH = 256  # measured: 2.7x faster than 2048 on 2 cores (the batch stays 
 # images: its standard error is then <= 0.5 points, and on 48,000 images it costs a fifth of the
 # prediction time. Smaller training folds (the default subset's 8,000) are measured whole.
 TRAIN_ACC_SAMPLE = 10_000
+
+
+def set_threads() -> int:
+    """Use $TUNELAB_THREADS threads if set (`sweep run` sets cores / workers, so parallel
+    experiments don't oversubscribe the cores), else torch's default (all cores); returns the count."""
+    threads = os.environ.get("TUNELAB_THREADS")
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise errors.TunelabError(f"TUNELAB_THREADS={threads!r} must be a positive integer")
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
 
 
 @dataclass

@@ -10,7 +10,10 @@ Writes reports/evaluate/metrics.json   test accuracy / loss / macro-F1 / per-cla
        reports/evaluate/confusion.csv  fold, index, actual, predicted per test image and fold model
                                        (DVC's confusion template and the plot stage read it);
        reports/evaluate/live/          DVCLive summary of the headline metrics.
+       (The MLflow parent run receives these metrics from `plot`, with the figures.)
 Run    python -m src.evaluate   (or `dvc repro evaluate`)
+Threads: $TUNELAB_THREADS if set (as for train: a sweep's evaluate must not take the core another
+worker trains on), else all cores.
 
 Model selection uses CV validation accuracy; the test set only confirms (see the study reports).
 """
@@ -131,6 +134,7 @@ def confusion_rows(probabilities: np.ndarray, y_test: np.ndarray) -> pd.DataFram
 
 
 def main() -> None:
+    engine.set_threads()
     data = load_prepared()
     fold_paths = sorted(paths.MODELS.glob("fold_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     if not fold_paths:
@@ -156,17 +160,14 @@ def main() -> None:
 
 
 def log_results(results: dict) -> None:
+    """The headline metrics to DVCLive. MLflow gets them from `plot`, with the figures: one
+    MLflow start-up per pipeline run instead of two (its import and store cost ~3 s a process)."""
     from dvclive import Live
     headline = {k: v for k, v in tracking.flatten(results).items()
                 if not k.startswith("test.per_class_accuracy")}
     with Live(str(paths.EVALUATE_LIVE), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         for key, value in headline.items():
             live.log_metric(key.replace(".", "/"), value, plot=False)
-    parent = tracking.ParentRun(paths.MLFLOW_RUN)
-    parent.log_metrics(results)
-    parent.set_tags({"status": results["status"]} |
-                    ({"status_reason": results["reason"]} if "reason" in results else {}))
-    parent.finish("FAILED" if results["status"] == "diverged" else "FINISHED")
 
 
 def summary_line(results: dict) -> str:

@@ -32,7 +32,7 @@ from torch import nn
 
 from src import atomic, engine, errors, models, params, paths, tracking
 from src.prepare import load_prepared
-from src.train import model_args, set_threads
+from src.train import model_args
 
 LR_FIND_REPORTS = Path("reports/lr_find")
 LR_FIND_PNG = LR_FIND_REPORTS / "lr_find.png"
@@ -162,7 +162,7 @@ def log_to_mlflow(run_params: dict, suggestion: dict) -> str:
 def main() -> None:
     cfg = params.load("train", paths.PARAMS)
     data = load_prepared()
-    threads = set_threads()
+    threads = engine.set_threads()
     train_part = torch.as_tensor(data["fold"] != FOLD)
     x = engine.to_tensor(data["x_train"], float(data["mean"]), float(data["std"]))[train_part]
     y = torch.as_tensor(data["y_train"])[train_part]

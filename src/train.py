@@ -6,7 +6,7 @@ Writes models/fold_<k>.pt              self-describing checkpoints (model name +
        reports/train/history.csv       one row per fold and epoch;
        reports/train/folds/fold_<k>/   DVCLive, written live, step = epoch;
        reports/train/live/             DVCLive: the mean curve over folds (for `dvc plots diff`);
-       reports/train/mlflow_run.json   the MLflow parent run that evaluate and plot add to.
+       reports/train/mlflow_run.json   the MLflow parent run that plot publishes the results to.
 Run    python -m src.train   (or `dvc repro train`, `dvc exp run -S train.dropout=0.3`)
 
 Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else all cores.
@@ -24,15 +24,6 @@ from tqdm import tqdm
 
 from src import atomic, engine, errors, models, params, paths, pruning, tracking
 from src.prepare import load_prepared
-
-
-def set_threads() -> int:
-    threads = os.environ.get("TUNELAB_THREADS")
-    if threads:
-        if not threads.isdigit() or int(threads) < 1:
-            raise errors.TunelabError(f"TUNELAB_THREADS={threads!r} must be a positive integer")
-        torch.set_num_threads(int(threads))
-    return torch.get_num_threads()
 
 
 def config_warnings(cfg: params.TrainParams) -> list[str]:
@@ -125,7 +116,7 @@ def clear_outputs() -> None:
 def main() -> None:
     cfg = params.load("train", paths.PARAMS)
     data = load_prepared()
-    threads = set_threads()
+    threads = engine.set_threads()
     for warning in config_warnings(cfg):
         print(warning, file=sys.stderr)
     n_folds = int(data["fold"].max()) + 1

@@ -228,3 +228,32 @@ def test_evaluate_predicts_each_fold_model_as_it_was_validated(tensors):
     np.testing.assert_allclose(got[0], engine.predict(model, x, tta_hflip=True).softmax(1).numpy(),
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got[1], engine.predict(model, x).softmax(1).numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_set_threads_follows_the_environment_and_refuses_nonsense(monkeypatch, restore_threads):
+    from src.errors import TunelabError
+    monkeypatch.setenv("TUNELAB_THREADS", "1")
+    assert engine.set_threads() == 1 == torch.get_num_threads()
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("TUNELAB_THREADS", bad)
+        with pytest.raises(TunelabError, match="TUNELAB_THREADS"):
+            engine.set_threads()
+
+
+def test_evaluate_takes_the_thread_count_a_sweep_gives_it(monkeypatch, restore_threads, tmp_path):
+    # A sweep's evaluate runs beside another worker's training: with all cores it oversubscribes.
+    from src import evaluate
+    from src.errors import TunelabError
+    monkeypatch.chdir(tmp_path)  # nothing to evaluate here: the thread count comes first
+    monkeypatch.setenv("TUNELAB_THREADS", "1")
+    torch.set_num_threads(2)
+    with pytest.raises(TunelabError, match="not found"):
+        evaluate.main()
+    assert torch.get_num_threads() == 1
