@@ -13,7 +13,7 @@ TRAIN_REPORTS = Path("reports/train")
 TRAIN_HISTORY = TRAIN_REPORTS / "history.csv"      # one row per fold and epoch
 TRAIN_FOLD_LIVE = TRAIN_REPORTS / "folds"          # DVCLive dir per fold, written live
 TRAIN_LIVE = TRAIN_REPORTS / "live"                # DVCLive: the mean curve over folds
-MLFLOW_RUN = TRAIN_REPORTS / "mlflow_run.json"     # the parent run evaluate and plot log into
+MLFLOW_RUN = TRAIN_REPORTS / "mlflow_run.json"     # the parent run plot publishes the results to
 
 EVALUATE_REPORTS = Path("reports/evaluate")
 METRICS = EVALUATE_REPORTS / "metrics.json"

@@ -227,7 +227,7 @@ class FanOut:
 
 
 class ParentRun:
-    """The parent run that train created, reopened by evaluate and plot to add their results."""
+    """The parent run that train created, reopened by plot to add the results."""
 
     def __init__(self, handle_file: Path):
         import json

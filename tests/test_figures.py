@@ -301,3 +301,9 @@ def test_confusion_title_counts_models_and_images():
 @pytest.mark.parametrize("status, expected", [("completed", "FINISHED"), ("diverged", "FAILED")])
 def test_run_status_keeps_a_diverged_run_failed(status, expected):
     assert plot.run_status({"status": status}) == expected
+
+
+def test_status_tags_carry_the_reason_of_a_run_that_did_not_complete():
+    assert plot.status_tags({"status": "completed", "test": {}}) == {"status": "completed"}
+    assert plot.status_tags({"status": "diverged", "reason": "fold 0: loss diverged"}) == \
+        {"status": "diverged", "status_reason": "fold 0: loss diverged"}

@@ -59,7 +59,7 @@ def test_parent_child_runs_and_reopening(store, tmp_path, monkeypatch):
     tracking.save_handle(handle, mlflow)
     assert set(json.loads(handle.read_text())) == {"experiment_id", "run_id"}
 
-    parent = tracking.ParentRun(handle)  # what evaluate and plot do
+    parent = tracking.ParentRun(handle)  # what plot does
     parent.log_metrics({"test": {"accuracy": 0.91}})
     parent.finish()
 
