@@ -360,8 +360,8 @@ class Efficiency:
         return (f"{self.experiments} experiments in {self.wall_seconds:,.0f} s on {self.workers} "
                 f"worker(s): {self.train_samples / 1e6:.2f} M training samples, "
                 f"{self.samples_per_second:,.0f} samples/s; training (epochs, validation "
-                f"included) filled {self.training_share:.0%} of the workers' time, overhead "
-                f"{1 - self.training_share:.0%} (queueing, DVC workspaces and commits, process "
+                f"included) filled {self.training_share:.1%} of the workers' time, overhead "
+                f"{1 - self.training_share:.1%} (queueing, DVC workspaces and commits, process "
                 f"start-up, MLflow and DVCLive, test-set evaluation, figures, idle workers)")
 
     def record(self, sweep: str, threads: int) -> dict:

@@ -141,7 +141,7 @@ def test_efficiency_is_training_time_over_the_workers_wall_time():
     assert measured.samples_per_second == pytest.approx(1_200_000 / 500)
     assert "3 experiments in 500 s on 2 worker(s): 1.20 M training samples, 2,400 samples/s" \
         in measured.describe()
-    assert "filled 90% of the workers' time, overhead 10%" in measured.describe()
+    assert "filled 90.0% of the workers' time, overhead 10.0%" in measured.describe()
     record = measured.record("dropout", threads=1)
     assert (record["training_share"], record["train_samples"], record["workers"]) == (0.9, 1_200_000, 2)
     # An experiment DVC restored from its run cache did not train: its metrics are an earlier run's.
