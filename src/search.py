@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from collections import Counter
 
@@ -109,6 +110,8 @@ def optimize(study: optuna.Study, search: Search, n_trials: int, jobs: int, seed
                 continue
             if isinstance(trial, optuna.Trial):  # train's pruning hook checks the name
                 trial.set_user_attr("experiment", exps[trial.number].name)
+        for warning in sweeps.config_warnings(list(exps.values()), base):
+            log(warning)  # before queueing, as a sweep does: not only in a worker's log
         outcomes = runner(list(exps.values())) if exps else {}
         for number, exp in exps.items():
             outcome = outcomes.get(exp.name)
@@ -190,8 +193,10 @@ def dry_run(search: Search, args, base: dict, extra: dict) -> None:
         study.sampler = make_sampler(args.sampler, args.seed, len(trials), search.startup_trials)
         batch = [study.ask(search.distributions())
                  for _ in range(max(0, min(args.jobs, args.trials - len(trials))))]
-    for trial in batch:
-        exp = experiment(search, trial.number, trial.params, base, extra)
+    exps = [experiment(search, trial.number, trial.params, base, extra) for trial in batch]
+    for warning in sweeps.config_warnings(exps, base):
+        print(warning, file=sys.stderr)
+    for exp in exps:
         print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")
     print(f"search {search.name} ({args.sampler}, seed {args.seed}): {len(trials)} of "
           f"{args.trials} trials in the journal, {len(batch)} in the next batch; nothing queued "

@@ -217,6 +217,29 @@ def test_outcomes_are_told(tmp_path, state, told):
             score(search.experiment(make_search(), 0, study.trials[0].params, BASE, {})))
 
 
+def test_trials_print_trains_warnings_before_they_are_queued(tmp_path):
+    # tta_hflip without hflip: train would warn only in a queue worker's log.
+    s = make_search(fixed={"train.tta_hflip": True}, startup_trials=3)
+    lines, runner_saw = [], []
+    study = search.open_study(s, pruning.open_journal(tmp_path / "j.journal"), {})
+    search.optimize(study, s, 2, 2, 0, "random",
+                    lambda exps: runner_saw.append(len(lines)) or fake_runner()(exps),
+                    BASE, {}, log=lines.append)
+    warned = [line for line in lines if "train.tta_hflip=true" in line]
+    assert [w.split(":")[0] for w in warned] == ["s--t000", "s--t001"]
+    assert runner_saw == [2]  # both warnings were printed before the batch was run
+
+
+def test_dry_run_prints_trains_warnings_too(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    s = make_search(fixed={"train.tta_hflip": True}, startup_trials=3)
+    args = type("Args", (), {"sampler": "random", "seed": 0, "jobs": 2, "trials": 2})()
+    search.dry_run(s, args, BASE, {})
+    err = capsys.readouterr().err
+    assert err.count("train.tta_hflip=true") == 2 and "s--t001: warning" in err
+
+
 def test_missing_outcome_fails_and_a_changed_space_is_refused(tmp_path):
     study = run_search(tmp_path / "j.journal", 1, runner=lambda exps: {})
     assert study.trials[0].state == TrialState.FAIL
