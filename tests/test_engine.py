@@ -43,18 +43,27 @@ def test_learns_the_synthetic_task(tensors):
     assert result.train_accuracy > 0.9
 
 
-def test_train_accuracy_is_measured_on_a_fixed_sample_of_large_training_folds(tensors, monkeypatch):
+def test_train_accuracy_is_measured_on_a_fixed_sample_the_size_of_the_validation_fold(
+        tensors, monkeypatch):
+    train_sample, predict = engine.train_sample, engine.predict
     assert engine.train_sample(300, seed=0, size=300) == slice(None)  # small folds: all of them
-    sample = engine.train_sample(300, seed=0, size=120)
-    assert len(sample) == len(set(sample.tolist())) == 120 and sample.max() < 300
-    assert torch.equal(sample, engine.train_sample(300, seed=0, size=120))  # fixed per seed
+    assert engine.train_sample_size(2_000) == 2_000  # the defaults' folds: 8,000 train, 2,000 val
+    assert engine.train_sample_size(12_000) == engine.TRAIN_ACC_SAMPLE  # 60,000 images: capped
+    sample = engine.train_sample(300, seed=0, size=100)
+    assert len(sample) == len(set(sample.tolist())) == 100 and sample.max() < 300
+    assert torch.equal(sample, engine.train_sample(300, seed=0, size=100))  # fixed per seed
     x_train, y_train, x_val, y_val = tensors
-    monkeypatch.setattr(engine, "TRAIN_ACC_SAMPLE", 120)
+    assert len(x_val) == 100  # the fixture: 300 to train on, 100 to validate
+    drawn, measured = [], []
+    monkeypatch.setattr(engine, "train_sample",
+                        lambda *args: drawn.append(args) or train_sample(*args))
+    monkeypatch.setattr(engine, "predict", lambda m, x, *a: measured.append(len(x)) or predict(m, x, *a))
     cfg = TrainParams(**SMALL, epochs=1)
     torch.manual_seed(0)
     model = models.build("cnn", conv_channels=cfg.conv_channels, hidden_units=cfg.hidden_units)
     result = engine.fit(model, x_train, y_train, x_val, y_val, cfg, seed=0)
-    on_sample = engine.loss_and_accuracy(engine.predict(model, x_train[sample]), y_train[sample])[1]
+    assert drawn == [(300, 0, 100)] and measured == [100, 100]  # validation, then the sample
+    on_sample = engine.loss_and_accuracy(predict(model, x_train[sample]), y_train[sample])[1]
     assert result.train_accuracy == on_sample
 
 
