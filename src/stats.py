@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
-from scipy import stats as sps
-from statsmodels.stats.anova import anova_lm
-from statsmodels.stats.multitest import multipletests
+from scipy import special
+
+# scipy.stats and statsmodels are imported where they are used: together they take ~2 s to import,
+# and `evaluate`, which runs once per experiment of a sweep, needs only `summarize`.
 
 
 def _json_safe(d: dict) -> dict:
@@ -77,7 +77,10 @@ def summarize(values, confidence: float = 0.95) -> Summary:
         m = float(arr[0])
         return Summary(m, 0.0, n, m, m)
     mean = float(arr.mean())
-    low, high = sps.t.interval(confidence, df=n - 1, loc=mean, scale=sps.sem(arr))
+    sem = arr.std(ddof=1) / np.sqrt(n)
+    # Student's t quantiles, as scipy.stats.t.interval computes them (its ppf is stdtrit).
+    low, high = (special.stdtrit(n - 1, q) * sem + mean for q in ((1 - confidence) / 2,
+                                                                   (1 + confidence) / 2))
     return Summary(mean, float(arr.std(ddof=1)), n, float(low), float(high))
 
 
@@ -128,6 +131,8 @@ def compare(candidate, baseline, paired: bool = False, confidence: float = 0.95)
     if no_variance:
         return Comparison(diff, diff, diff, math.nan, "none", math.nan, **sizes)
 
+    from scipy import stats as sps
+
     if paired:
         res = sps.ttest_rel(c, b)
         d = c - b
@@ -149,6 +154,7 @@ def holm(p_values) -> np.ndarray:
     if finite.any():
         if ((p[finite] < 0) | (p[finite] > 1)).any():
             raise ValueError("p-values must lie in [0, 1]")
+        from statsmodels.stats.multitest import multipletests
         out[finite] = multipletests(p[finite], method="holm")[1]
     return out
 
@@ -198,6 +204,8 @@ def two_way_anova(frame: pd.DataFrame, factor_a: str, factor_b: str, response: s
             "need at least 2 observations in some cell, ideally in each"
         )
 
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
     table = anova_lm(smf.ols("y ~ C(a) * C(b)", data=data).fit(), typ=2)
     table = table.rename(
         index={"C(a)": factor_a, "C(b)": factor_b, "C(a):C(b)": f"{factor_a}:{factor_b}"},

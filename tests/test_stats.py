@@ -2,6 +2,9 @@
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +37,26 @@ def test_summarize_other_confidence_and_generator_input():
     x = np.array(ACC)
     low, high = sps.t.interval(0.99, df=5, loc=x.mean(), scale=sps.sem(x))
     assert (s.ci95_low, s.ci95_high) == pytest.approx((low, high), rel=1e-12)
+
+
+def test_summarize_interval_is_scipys_bit_for_bit():
+    # summarize computes the t-interval without importing scipy.stats (2 s per `evaluate`); the
+    # committed metrics must not move by a bit.
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 5, 10, 31):
+        for confidence in (0.9, 0.95, 0.99):
+            x = rng.normal(0.9, 0.02, n)
+            s = summarize(x, confidence=confidence)
+            assert (s.ci95_low, s.ci95_high) == sps.t.interval(
+                confidence, df=n - 1, loc=float(x.mean()), scale=sps.sem(x))
+
+
+def test_evaluate_imports_neither_scipy_stats_nor_statsmodels():
+    code = ("import sys, src.evaluate; "
+            "print(sorted(m for m in ('scipy.stats', 'statsmodels') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
 
 
 def test_summarize_single_value_has_nan_spread_and_json_nulls():
