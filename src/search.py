@@ -139,10 +139,10 @@ def queue_and_wait(experiments: list[sweeps.Experiment], jobs: int,
     outcomes = sweep.experiment_outcomes()
     pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
     before = {t.task_id for t in sweep.queue_tasks()}
-    for exp in experiments:
-        if exp.name not in outcomes and exp.name not in pending:
-            sweep.dvc("queue", "remove", exp.name, check=False)  # a failed task keeps the name
-            sweep.dvc("exp", "run", "--queue", "-n", exp.name, *exp.set_args())
+    todo = [e for e in experiments if e.name not in outcomes and e.name not in pending]
+    sweep.remove_finished_tasks([e.name for e in todo], tasks)  # a failed task keeps the name
+    for exp in todo:
+        sweep.dvc("exp", "run", "--queue", "-n", exp.name, *exp.set_args())
     task_ids = {t.task_id for t in sweep.queue_tasks() if t.task_id not in before} | {
         pending[e.name].task_id for e in experiments if e.name in pending}
     if task_ids:

@@ -162,6 +162,15 @@ def start_workers(jobs: int) -> list[int]:
     return missing
 
 
+def remove_finished_tasks(names: list[str], tasks: list[Task]) -> None:
+    """Remove from DVC's queue the finished tasks (a failed earlier attempt) that hold one of
+    ``names``, so that the names can be queued again. One `dvc queue remove` for all of them: each
+    call takes ~1.2 s, and the workers wait for the queueing."""
+    finished = sorted({t.name for t in tasks if t.status not in ("Queued", "Running")} & set(names))
+    if finished:
+        dvc("queue", "remove", *finished, check=False)
+
+
 def queue_state() -> tuple[list[Task], int]:
     """The queue's tasks and the number of live workers."""
     return parse_queue_status(dvc("queue", "status", read_only=True)), len(live_workers())
@@ -422,9 +431,8 @@ def cmd_run(args) -> int:
         tracking.init_store()  # before any worker starts: a fresh SQLite store is created once
     started, started_at = time.monotonic(), time.time()
     before = {t.task_id for t in queue_tasks()}
+    remove_finished_tasks([e.name for e in todo], tasks)
     for exp in todo:
-        # A failed earlier attempt keeps its name; remove it so the name can be queued again.
-        dvc("queue", "remove", exp.name, check=False)
         dvc("exp", "run", "--queue", "-n", exp.name, *exp.set_args())
     new = {t.task_id for t in queue_tasks() if t.task_id not in before}
     task_ids = new | {t.task_id for t in resumed}

@@ -270,10 +270,12 @@ def test_dry_run_shows_the_batch_the_real_run_queues(tmp_path, monkeypatch, caps
 
 def test_queue_and_wait_queues_only_what_is_new(monkeypatch):
     """The DVC runner against a fake queue: a done experiment is read back, a queued one waited
-    for, a new one queued; idle workers of the last batch are let go first."""
+    for, a new one queued (its failed attempt removed first); idle workers of the last batch are
+    let go first."""
     exps = [sweeps.Experiment("s", f"t00{n}", 0, {"train.lr": 0.001}) for n in range(3)]
     done, pending, new = (e.name for e in exps)
-    states = iter([([], 2), ([sweep.Task("tb", pending, "Queued")], 0)])  # 2 idle workers, then 0
+    states = iter([([], 2), ([sweep.Task("tb", pending, "Queued"),  # 2 idle workers, then 0
+                              sweep.Task("ta", new, "Failed")], 0)])  # a failed attempt at `new`
     queued, calls = [sweep.Task("tb", pending, "Queued")], []
     outcomes = [{done: sweep.Outcome(done, "completed", 0.5)},
                 {e.name: sweep.Outcome(e.name, "completed", 0.5) for e in exps}]

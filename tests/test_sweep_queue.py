@@ -19,6 +19,7 @@ from collections import Counter
 import pytest
 from mlflow.tracking import MlflowClient
 
+from src.sweep import parse_queue_status
 from tests.conftest import TINY, make_project, sh
 
 SWEEPS = """
@@ -93,6 +94,13 @@ def test_failed_experiments_are_named_with_their_log(swept):
     status = sweep(root, env, "status").stdout
     # columns: sweep, done, diverged, pruned, failed, running, queued
     assert any(line.split()[:5] == ["broken", "1", "0", "0", "1"] for line in status.splitlines())
+    # Run again: the failed task is removed from DVC's queue and its name queued anew.
+    again = sweep(root, env, "run", "broken", "--jobs", "2", ok=False)
+    assert "1 already succeeded on this commit, 0 still queued, 1 to queue" in again.stdout
+    assert "FAILED broken--train_size=1000--s0" in again.stdout
+    queue = sh("dvc", "queue", "status", cwd=root, env=env).stdout
+    failed_tasks = [t for t in parse_queue_status(queue) if t.status == "Failed"]
+    assert [t.name for t in failed_tasks] == ["broken--train_size=1000--s0"]  # the new attempt only
 
 
 def test_invalid_set_is_refused_before_queueing(swept):

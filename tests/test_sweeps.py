@@ -198,6 +198,17 @@ def test_start_workers_starts_only_the_missing_ones(monkeypatch):
     assert spawned == [2]
 
 
+def test_finished_tasks_holding_a_name_to_queue_are_removed_in_one_call(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sweep, "dvc", lambda *args, check=True: calls.append(args))
+    tasks = [sweep.Task("t1", "s--a--s0", "Failed"), sweep.Task("t2", "s--b--s0", "Queued"),
+             sweep.Task("t3", "s--c--s0", "Success"), sweep.Task("t4", "other--s0", "Failed")]
+    sweep.remove_finished_tasks(["s--a--s0", "s--c--s0", "s--d--s0"], tasks)
+    assert calls == [("queue", "remove", "s--a--s0", "s--c--s0")]  # not the queued, not `other`
+    sweep.remove_finished_tasks(["s--b--s0", "s--d--s0"], tasks)
+    assert len(calls) == 1  # nothing finished holds these names: no call at all
+
+
 def test_a_sweep_tops_up_workers_that_died_while_experiments_are_queued(monkeypatch, capsys):
     """One of two workers died (as DVC's file queue makes them do): start the missing one, once
     two polls agree, and not while every queued experiment has a worker."""
