@@ -223,7 +223,7 @@ def misclassified_grid(images: np.ndarray, actual, predicted, n: int,
         fig.suptitle(title or "Misclassified test images")
         return fig
 
-    # Placed by hand in inches (cells of CELL_W x CELL_H, a band for the suptitle on top): a
+    # Placed by hand, in inches (cell_w x cell_h per image, a band on top for the suptitle): a
     # constrained layout of up to 36 titled axes took ~1 s of `savefig` for the same picture.
     cols = math.ceil(math.sqrt(len(shown)))
     rows = math.ceil(len(shown) / cols)
