@@ -343,6 +343,21 @@ def test_replayed_queue_makespan_is_list_scheduling():
     assert makespan([1, 1, 1], workers=1) == 3 and makespan([5], workers=4) == 5
 
 
+def test_sweep_timeline_splits_a_sweep_into_its_parts():
+    from benchmarks.sweep_timeline import Run, timeline
+    # Two workers from t=100: A runs 110-200 then C 210-300; B runs 112-205 then D 220-310.
+    # Each experiment: two folds, each 5 s longer than its epochs, the last ending 15 s before it.
+    def run(start, end):
+        return Run(start, end, ((start + 5, start + 40, 30.0), (start + 40, end - 15, end - start - 60)))
+    runs = [run(210, 300), run(110, 200), run(220, 310), run(112, 205)]
+    got = timeline(runs, started=100, workers=2)
+    assert got["experiments"] == 4 and got["start_to_first_run"] == 10
+    assert got["fold_beyond_epochs_mean"] == 10  # 5 s per fold
+    assert got["last_fold_to_end_mean"] == 15
+    assert got["between_mean"] == 12.5  # (210 - 200 + 220 - 205) / 2, whichever worker ran which
+    assert "between_mean" not in timeline(runs[:2], started=100, workers=2)
+
+
 def test_the_queue_is_asked_only_when_its_processes_change(monkeypatch):
     """`dvc queue status` costs seconds of CPU: between a task's start and end, polls read only
     the process table; a change there, or an answer that leaves a Running task without a process,
