@@ -138,12 +138,8 @@ def queue_and_wait(experiments: list[sweeps.Experiment], jobs: int,
         tasks, workers = sweep.queue_state()
     outcomes = sweep.experiment_outcomes()
     pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
-    before = {t.task_id for t in sweep.queue_tasks()}
     todo = [e for e in experiments if e.name not in outcomes and e.name not in pending]
-    sweep.remove_finished_tasks([e.name for e in todo], tasks)  # a failed task keeps the name
-    for exp in todo:
-        sweep.dvc("exp", "run", "--queue", "-n", exp.name, *exp.set_args())
-    task_ids = {t.task_id for t in sweep.queue_tasks() if t.task_id not in before} | {
+    task_ids = sweep.enqueue(todo, tasks) | {
         pending[e.name].task_id for e in experiments if e.name in pending}
     if task_ids:
         os.environ["TUNELAB_THREADS"] = str(sweep.threads_per_worker(jobs))

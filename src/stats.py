@@ -76,12 +76,12 @@ def summarize(values, confidence: float = 0.95) -> Summary:
         # scale 0 is invalid for scipy's t; the interval of a constant sample is the point itself.
         m = float(arr[0])
         return Summary(m, 0.0, n, m, m)
-    mean = float(arr.mean())
-    sem = arr.std(ddof=1) / np.sqrt(n)
+    mean, std = float(arr.mean()), arr.std(ddof=1)
+    sem = std / np.sqrt(n)
     # Student's t quantiles, as scipy.stats.t.interval computes them (its ppf is stdtrit).
     low, high = (special.stdtrit(n - 1, q) * sem + mean for q in ((1 - confidence) / 2,
                                                                    (1 + confidence) / 2))
-    return Summary(mean, float(arr.std(ddof=1)), n, float(low), float(high))
+    return Summary(mean, float(std), n, float(low), float(high))
 
 
 @dataclass(frozen=True)
