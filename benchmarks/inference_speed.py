@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src import data, engine, models, paths  # noqa: E402
-from src.params import TrainParams  # noqa: E402
-from src.train import model_args  # noqa: E402
+from src.core import data, engine, models, paths  # noqa: E402
+from src.core.checkpoints import model_args  # noqa: E402
+from src.core.params import TrainParams  # noqa: E402
 
 
 @torch.inference_mode()

@@ -21,8 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src import errors, sweeps, tracking  # noqa: E402
 from src import sweep as sweep_cli  # noqa: E402
+from src.core import errors  # noqa: E402
+from src.experiments import sweep_spec  # noqa: E402
+from src.tracking import store  # noqa: E402
 
 
 def makespan(durations: list[float], workers: int) -> float:
@@ -36,7 +38,7 @@ def makespan(durations: list[float], workers: int) -> float:
 def measured_seconds(sweep_name: str) -> dict[str, float]:
     """Mean run time in seconds per configuration label, from the sweep's MLflow parent runs."""
     from mlflow.tracking import MlflowClient
-    client = MlflowClient(tracking.tracking_uri())
+    client = MlflowClient(store.tracking_uri())
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.sweep = '{sweep_name}' and attributes.status = 'FINISHED'",
@@ -58,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     base, loaded = sweep_cli.load_sweeps([args.sweep])
     sweep = loaded[args.sweep]
-    in_sweep_order = sweeps.expand(sweep, args.seeds, base)
+    in_sweep_order = sweep_spec.expand(sweep, args.seeds, base)
     seconds = measured_seconds(args.sweep)
     missing = sorted({e.config for e in in_sweep_order} - set(seconds))
     if missing:
@@ -72,7 +74,7 @@ def main() -> None:
         print(f"run_seconds[{config}]={seconds[config]:.0f}")
     spans = {}
     for name, order in (("sweep_order", in_sweep_order),
-                        ("longest_first", sweeps.longest_first(in_sweep_order, base))):
+                        ("longest_first", sweep_spec.longest_first(in_sweep_order, base))):
         spans[name] = makespan([seconds[e.config] for e in order], args.jobs)
         print(f"{name}.makespan_s={spans[name]:.0f}")
         print(f"{name}.idle_share={1 - total / (args.jobs * spans[name]):.3f}")

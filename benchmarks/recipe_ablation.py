@@ -55,9 +55,9 @@ def run_variant(name: str, epochs: int) -> dict:
     import numpy as np
     import torch
 
-    from src import data, engine, models, paths
-    from src.params import TrainParams
-    from src.train import model_args
+    from src.core import data, engine, models, paths
+    from src.core.checkpoints import model_args
+    from src.core.params import TrainParams
 
     torch.set_num_threads(1)
     raw = data.load(data.locate(ROOT / paths.RAW))

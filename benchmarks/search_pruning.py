@@ -1,7 +1,8 @@
 """Benchmark (not a test): what pruning saves on a real search, and whether it finds the same best.
 
-Runs one search twice on DVC's queue, each in its own clone of this repository's HEAD: once with the search's pruner, once with pruning off ($TUNELAB_PRUNE=0) so every trial
-runs to the end. The random sampler proposes the same trials in both (it is seeded per batch from
+Runs one search twice on DVC's queue, each in its own clone of this repository's HEAD: once with
+the search's pruner, once with pruning off ($TUNELAB_PRUNE=0) so every trial runs to the end. The
+random sampler proposes the same trials in both (it is seeded per batch from
 --seed and the number of trials so far, never from results), so the two runs differ only in
 pruning. Both runs go at the same time, each with --jobs workers. The clones do not share a DVC
 cache: DVC's run-cache would hand one run the other's results for the same params.
@@ -28,7 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from src import params, search_study, searches, sweep  # noqa: E402
+from src.core import params  # noqa: E402
+from src.experiments import dvc_queue, search_spec  # noqa: E402
+from src.studies import search_report  # noqa: E402
 
 
 def clone(into: Path) -> Path:
@@ -52,16 +55,16 @@ def start(repo: Path, args, prune: bool) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def trials(repo: Path, search) -> "search_study.pd.DataFrame":
-    shown = sweep.run_dvc(["exp", "show", "--json"], cwd=repo, capture_output=True, text=True,
+def trials(repo: Path, search) -> search_report.pd.DataFrame:
+    shown = dvc_queue.run_dvc(["exp", "show", "--json"], cwd=repo, capture_output=True, text=True,
                           check=True).stdout
-    return search_study.trials_frame(json.loads(shown), search)
+    return search_report.trials_frame(json.loads(shown), search)
 
 
 def report(pruned, full, walls: dict) -> list[str]:
     """name=value lines comparing the pruned run with the full one (same trials)."""
-    cost_p, cost_f = search_study.compute(pruned), search_study.compute(full)
-    best_p, best_f = search_study.ranked(pruned), search_study.ranked(full)
+    cost_p, cost_f = search_report.compute(pruned), search_report.compute(full)
+    best_p, best_f = search_report.ranked(pruned), search_report.ranked(full)
     full_rank = {t: i + 1 for i, t in enumerate(best_f["trial"])}
     pruned_ranks = sorted(full_rank.get(t, 0) for t in pruned.loc[pruned["state"] == "pruned",
                                                                    "trial"])
@@ -97,7 +100,7 @@ def main() -> None:
     p.add_argument("--keep", type=Path, help="keep the two clones under this folder")
     args = p.parse_args()
     base = params.read_yaml(ROOT / "params.yaml")
-    search = searches.load(ROOT / "searches.yaml", base, params.read_yaml(ROOT / "sweeps.yaml"))[
+    search = search_spec.load(ROOT / "searches.yaml", base, params.read_yaml(ROOT / "sweeps.yaml"))[
         args.search]
     work = args.keep or Path(tempfile.mkdtemp(prefix="tunelab-pruning-"))
     repos = {name: clone(work / name) for name in ("pruned", "full")}

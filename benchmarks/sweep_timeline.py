@@ -28,7 +28,8 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src import errors, sweep, sweeps, tracking  # noqa: E402
+from src.core import errors, naming, paths  # noqa: E402
+from src.tracking import store  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def timeline(runs: list[Run], started: float, workers: int) -> dict[str, float]:
 def sweep_runs(name: str, since: float) -> list[Run]:
     """The parent runs of sweep ``name`` started since ``since``, with their fold runs."""
     from mlflow.tracking import MlflowClient
-    client = MlflowClient(tracking.tracking_uri())
-    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    client = MlflowClient(store.tracking_uri())
+    experiment = client.get_experiment_by_name(store.EXPERIMENT)
     if experiment is None:
         return []
     found = client.search_runs([experiment.experiment_id], max_results=50_000,
@@ -72,7 +73,7 @@ def sweep_runs(name: str, since: float) -> list[Run]:
     runs = []
     for run in found:
         if run.data.tags.get("mlflow.parentRunId") or not run.data.tags.get(
-                "dvc.exp_name", "").startswith(f"{name}{sweeps.SEP}"):
+                "dvc.exp_name", "").startswith(f"{name}{naming.SEP}"):
             continue
         folds = tuple((c.info.start_time / 1000, c.info.end_time / 1000,
                        sum(m.value for m in client.get_metric_history(c.info.run_id, "seconds")))
@@ -86,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="a sweep that `python -m src.sweep run` has finished")
     args = parser.parse_args()
-    record_path = sweep.RECORDS / f"{args.name}.json"
+    record_path = paths.SWEEP_RECORDS / f"{args.name}.json"
     if not record_path.exists():
         raise errors.TunelabError(f"{record_path} not found: run `python -m src.sweep run "
                                   f"{args.name}` first (it writes the record when it finishes)")
@@ -95,7 +96,7 @@ def main() -> int:
     runs = sweep_runs(args.name, started)
     if not runs:
         raise errors.TunelabError(f"no finished MLflow runs of sweep {args.name!r} since its start "
-                                  f"in {tracking.tracking_uri()}")
+                                  f"in {store.tracking_uri()}")
     for key, value in timeline(runs, started, record["workers"]).items():
         print(f"{key}={value:.1f}" if isinstance(value, float) else f"{key}={value}")
     return 0

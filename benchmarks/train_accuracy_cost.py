@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src import engine, models  # noqa: E402
+from src.core import engine, models  # noqa: E402
 
 
 def main() -> int:

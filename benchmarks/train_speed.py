@@ -39,9 +39,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from src import data, engine, models, paths, sweep  # noqa: E402
-from src.params import TrainParams  # noqa: E402
-from src.train import model_args  # noqa: E402
+from src.core import data, engine, models, paths  # noqa: E402
+from src.core.checkpoints import model_args  # noqa: E402
+from src.core.params import TrainParams  # noqa: E402
 
 EPOCH = 60_000
 VARIANTS = ("usual", "fp32_textbook", "fp32", "bf16")
@@ -84,11 +84,11 @@ def main() -> None:
                         help="comma-separated subset of %(default)s (bf16 crawls without native "
                              "bf16 hardware); 'usual' is always timed, as the baseline")
     parser.add_argument("--sweep", help="the sweep whose last run to report (default: the most "
-                                        f"recent record in {sweep.RECORDS}/)")
+                                        f"recent record in {paths.SWEEP_RECORDS}/)")
     args = parser.parse_args()
     record_file = sweep_record(args.sweep)
     if args.sweep and record_file is None:
-        parser.error(f"--sweep {args.sweep}: no record {sweep.RECORDS / args.sweep}.json; run "
+        parser.error(f"--sweep {args.sweep}: no record {paths.SWEEP_RECORDS / args.sweep}.json; run "
                      f"`python -m src.sweep run {args.sweep} --jobs 2` first")
     chosen = ["usual"] + [v for v in args.variants.split(",") if v and v != "usual"]
     unknown = sorted(set(chosen) - set(VARIANTS))
@@ -161,7 +161,7 @@ def main() -> None:
 
 def sweep_record(name: str | None) -> Path | None:
     """The record of sweep ``name``, or the most recent one; None if there is none."""
-    folder = ROOT / sweep.RECORDS
+    folder = ROOT / paths.SWEEP_RECORDS
     if name:
         path = folder / f"{name}.json"
         return path if path.exists() else None

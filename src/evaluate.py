@@ -21,31 +21,21 @@ Model selection uses CV validation accuracy; the test set only confirms (see the
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from src import atomic, engine, errors, metrics, models, paths, stats, tracking
-from src.data import CLASS_NAMES
-from src.prepare import load_prepared
+from src.core import atomic, checkpoints, data, engine, errors, metrics, paths, stats
+from src.core.data import CLASS_NAMES
+from src.core.status import Status
+from src.tracking import store, trackers
 
 
-def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise errors.TunelabError(f"{path} not found: run `dvc repro train` first") from None
-    model = models.build(ckpt["model"], **ckpt["model_args"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval(), ckpt
-
-
-def fold_table(checkpoints: list[dict]) -> pd.DataFrame:
+def fold_table(saved: list[dict]) -> pd.DataFrame:
     """One row per fold: best and final validation accuracy, best epoch, losses, time."""
     rows = []
-    for ckpt in checkpoints:
+    for ckpt in saved:
         history = pd.DataFrame(ckpt["history"])
         best = history.loc[history["val_acc"].idxmax()]
         final = history.iloc[-1]
@@ -88,7 +78,7 @@ def build_metrics(folds: pd.DataFrame, probabilities: np.ndarray, y_test: np.nda
     per_class = np.mean([m["per_class"] for m in per_fold], axis=0)
     final_val = folds["final_val_accuracy"].to_numpy()
     return {
-        "status": "completed",
+        "status": Status.COMPLETED,
         "test": {
             "accuracy": float(np.mean(test_acc)),
             "accuracy_std": float(np.std(test_acc, ddof=1)) if len(test_acc) > 1 else None,
@@ -116,8 +106,8 @@ def cost(folds: pd.DataFrame) -> dict:
             "train_seconds": float(folds["seconds"].sum()), "epochs": int(folds["epochs"].sum())}
 
 
-def stopped_metrics(checkpoints: list[dict], folds: pd.DataFrame, status: str) -> dict:
-    bad = next(c for c in checkpoints if c["status"] == status)
+def stopped_metrics(saved: list[dict], folds: pd.DataFrame, status: str) -> dict:
+    bad = next(c for c in saved if c["status"] == status)
     return {"status": status, "reason": f"fold {bad['fold']}: {bad['reason']}",
             "test": {"accuracy": None}, "cv": {"val_accuracy": {"mean": None}},
             "model": {"params": bad["n_parameters"]}, "time": cost(folds)}
@@ -135,22 +125,23 @@ def confusion_rows(probabilities: np.ndarray, y_test: np.ndarray) -> pd.DataFram
 
 def main() -> None:
     engine.set_threads()
-    data = load_prepared()
+    prepared = data.load_prepared(paths.PREPARED)
     fold_paths = sorted(paths.MODELS.glob("fold_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     if not fold_paths:
         raise errors.TunelabError(f"no checkpoints in {paths.MODELS}/: run `dvc repro train` first")
-    loaded = [load_checkpoint(p) for p in fold_paths]
-    checkpoints = [ckpt for _, ckpt in loaded]
-    folds = fold_table(checkpoints)
-    y_test = data["y_test"]
-    stopped = next((c["status"] for c in checkpoints if c["status"] in ("diverged", "pruned")), None)
+    loaded = [checkpoints.load(p) for p in fold_paths]
+    saved = [ckpt for _, ckpt in loaded]
+    folds = fold_table(saved)
+    y_test = prepared["y_test"]
+    stopped = next((c["status"] for c in saved if Status(c["status"]).stopped), None)
     if stopped:
-        results = stopped_metrics(checkpoints, folds, stopped)
+        results = stopped_metrics(saved, folds, stopped)
         probabilities = np.zeros((0, len(y_test), len(CLASS_NAMES)))
     else:
-        x_test = engine.to_tensor(data["x_test"], float(data["mean"]), float(data["std"]))
+        x_test = engine.to_tensor(prepared["x_test"], float(prepared["mean"]),
+                                  float(prepared["std"]))
         probabilities = fold_probabilities(loaded, x_test)
-        results = build_metrics(folds, probabilities, y_test, checkpoints[0]["n_parameters"])
+        results = build_metrics(folds, probabilities, y_test, saved[0]["n_parameters"])
     atomic.write_with(paths.CV_FOLDS, lambda tmp: folds.to_csv(tmp, index=False))
     rows = confusion_rows(probabilities, y_test)
     atomic.write_with(paths.CONFUSION, lambda tmp: rows.to_csv(tmp, index=False))
@@ -162,16 +153,15 @@ def main() -> None:
 def log_results(results: dict) -> None:
     """The headline metrics to DVCLive. MLflow gets them from `plot`, with the figures: one
     MLflow start-up per pipeline run instead of two (its import and store cost ~3 s a process)."""
-    from dvclive import Live
-    headline = {k: v for k, v in tracking.flatten(results).items()
+    headline = {k: v for k, v in store.flatten(results).items()
                 if not k.startswith("test.per_class_accuracy")}
-    with Live(str(paths.EVALUATE_LIVE), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with trackers.live(paths.EVALUATE_LIVE) as live:
         for key, value in headline.items():
             live.log_metric(key.replace(".", "/"), value, plot=False)
 
 
 def summary_line(results: dict) -> str:
-    if results["status"] != "completed":
+    if results["status"] != Status.COMPLETED:
         return f"run {results['status']}: {results.get('reason', '')}"
     cv = results["cv"]["val_accuracy"]
     ci = "" if cv["ci95_low"] is None or math.isnan(cv["ci95_low"]) else \

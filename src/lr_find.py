@@ -21,7 +21,6 @@ LR (a good constant LR), `min_loss_lr` where it is lowest, `max_lr_onecycle` = m
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,13 +29,11 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from src import atomic, engine, errors, models, params, paths, tracking
-from src.prepare import load_prepared
-from src.train import model_args
+from src.core import atomic, checkpoints, data, engine, errors, figures, params, paths
+from src.tracking import store
 
-LR_FIND_REPORTS = Path("reports/lr_find")
-LR_FIND_PNG = LR_FIND_REPORTS / "lr_find.png"
-SUGGESTION = LR_FIND_REPORTS / "suggestion.json"
+LR_FIND_PNG = paths.LR_FIND_REPORTS / "lr_find.png"
+SUGGESTION = paths.LR_FIND_REPORTS / "suggestion.json"
 START_LR, END_LR = 1e-7, 10.0
 MIN_STEPS, MAX_STEPS = 100, 300  # one pass of the data, but never fewer than 100 points
 BETA = 0.98                      # EMA of the loss (fastai, Smith)
@@ -141,43 +138,28 @@ def lr_find_figure(df: pd.DataFrame, suggestion: dict) -> Figure:
     return fig
 
 
-def log_to_mlflow(run_params: dict, suggestion: dict) -> str:
-    """An MLflow run `lr_find` in the project's store with params, suggestions and both files."""
-    from mlflow.entities import Metric, Param
-    uri = tracking.tracking_uri()
-    with tracking.store_lock():
-        experiment_id = tracking.init_store(uri)
-    client = tracking._client(uri)
-    tags = {"tunelab.kind": "lr_find", "git.commit": tracking.git_commit() or ""}
-    run_id = client.create_run(experiment_id, run_name="lr_find", tags=tags).info.run_id
-    metrics = [Metric(k, float(v), 0, 0) for k, v in suggestion.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    client.log_batch(run_id, metrics=metrics,
-                     params=[Param(k, str(v)) for k, v in run_params.items()])
-    client.log_artifacts(run_id, str(LR_FIND_REPORTS), "lr_find")
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
-
-
 def main() -> None:
     cfg = params.load("train", paths.PARAMS)
-    data = load_prepared()
+    prepared = data.load_prepared(paths.PREPARED)
     threads = engine.set_threads()
-    train_part = torch.as_tensor(data["fold"] != FOLD)
-    x = engine.to_tensor(data["x_train"], float(data["mean"]), float(data["std"]))[train_part]
-    y = torch.as_tensor(data["y_train"])[train_part]
+    train_part = torch.as_tensor(prepared["fold"] != FOLD)
+    x = engine.to_tensor(prepared["x_train"], float(prepared["mean"]),
+                         float(prepared["std"]))[train_part]
+    y = torch.as_tensor(prepared["y_train"])[train_part]
     torch.manual_seed(cfg.seed)
-    model = models.build(cfg.model, **model_args(cfg))
+    model = checkpoints.build_model(cfg)
     steps = n_steps(len(x), cfg.batch_size)
     df = lr_range_test(model, x, y, cfg, steps=steps, seed=cfg.seed)
     suggestion = suggest(df) | {"planned_steps": steps, "stopped_early": len(df) < steps}
     fig = lr_find_figure(df, suggestion)
-    atomic.write_with(LR_FIND_PNG, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic.write_with(LR_FIND_PNG, lambda tmp: fig.savefig(tmp, dpi=figures.DPI, format="png"))
     atomic.write_json(SUGGESTION, suggestion)
     run_params = {f"train.{k}": v for k, v in params.as_dict(cfg).items()} | {
         "lr_find.start_lr": START_LR, "lr_find.end_lr": END_LR, "lr_find.max_steps": steps,
         "lr_find.beta": BETA, "lr_find.fold": FOLD, "data.samples": len(x), "threads": threads}
-    log_to_mlflow(run_params, suggestion)
+    store.log_run("lr_find", {"tunelab.kind": "lr_find"}, run_params,
+                  {k: v for k, v in suggestion.items() if not isinstance(v, bool)},
+                  (paths.LR_FIND_REPORTS, "lr_find"))
     print(f"LR range test: {len(df)} of {steps} steps; steepest descent at lr "
           f"{suggestion['steepest_lr']:.2g}, minimum loss at {suggestion['min_loss_lr']:.2g} "
           f"-> try train.lr around {suggestion['steepest_lr']:.2g}, or schedule onecycle with "

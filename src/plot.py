@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from src import atomic, errors, figures, params, paths, tracking
-from src.data import CLASS_NAMES
-from src.prepare import load_prepared
+from src.core import atomic, data, errors, figures, params, paths
+from src.core.data import CLASS_NAMES
+from src.core.status import parse as parse_status
+from src.tracking import store
 
-DPI = 120
 MISCLASSIFIED_FOLD = 0  # one model's errors: the same image would otherwise repeat once per fold
 
 
@@ -83,7 +83,7 @@ def build_figures(history: pd.DataFrame, folds: pd.DataFrame, confusion: pd.Data
 
 def run_status(metrics: dict) -> str:
     """MLflow status the parent run keeps: plotting a diverged run must not mark it finished."""
-    return "FAILED" if metrics.get("status") == "diverged" else "FINISHED"
+    return parse_status(metrics.get("status")).mlflow
 
 
 def status_tags(metrics: dict) -> dict[str, str]:
@@ -96,7 +96,7 @@ def status_tags(metrics: dict) -> dict[str, str]:
 
 def publish(metrics: dict) -> None:
     """metrics.json's numbers, the status tags and the figures to the MLflow parent run of train."""
-    parent = tracking.ParentRun(paths.MLFLOW_RUN)
+    parent = store.ParentRun(paths.MLFLOW_RUN)
     parent.log_metrics(metrics)
     parent.set_tags(status_tags(metrics))
     parent.log_artifacts(paths.FIGURES, "figures")
@@ -123,7 +123,7 @@ def main() -> None:
     except FileNotFoundError:
         raise errors.TunelabError(
             f"{paths.METRICS} not found: run `dvc repro evaluate` first") from None
-    x_test = None if confusion.empty else load_prepared()["x_test"]
+    x_test = None if confusion.empty else data.load_prepared(paths.PREPARED)["x_test"]
 
     built = build_figures(history, folds, confusion, metrics, x_test, cfg.misclassified)
     paths.FIGURES.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def main() -> None:
         stale.unlink()
     for name, fig in built.items():
         atomic.write_with(paths.FIGURES / name,
-                          lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
+                          lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=figures.DPI))
     written = sorted(built)
     built.clear()  # pyplot-free Figures: dropping the references frees them
 

@@ -1,23 +1,28 @@
 """Stage `prepare`: Fashion-MNIST -> a verified, stratified subset with cross-validation folds.
 
-Reads  params.yaml `prepare:` and the four IDX files (see src/data.py for where they come from).
+Reads  params.yaml `prepare:` and the four IDX files (see src/core/data.py for where they come from).
 Writes data/prepared/fashion_mnist.npz   x_train (N, 28, 28) uint8, y_train, fold (N,) int8,
                                          x_test, y_test, the source indices, and the
                                          normalisation mean/std of the training subset;
        reports/prepare/summary.json      checksums, class counts per split and fold.
 Run    python -m src.prepare   (or `dvc repro prepare`)
+       python -m src.prepare --check-data   only find (or download) the dataset and say where
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
-from src import atomic, data, errors, params, paths
+from src.core import atomic, data, errors, params, paths
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Indices of a class-stratified random subset of ``size`` items, in shuffled order."""
-    from sklearn.model_selection import train_test_split  # 1.2 s to import: only when used
+    from sklearn.model_selection import (
+        train_test_split,  # 1.2 s to import: only when used
+    )
     everything = np.arange(len(labels))
     if size >= len(labels):
         return np.random.default_rng(seed).permutation(everything)
@@ -27,7 +32,9 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold id (0..k-1) of each item, class-stratified."""
-    from sklearn.model_selection import StratifiedKFold  # train, evaluate and plot never split
+    from sklearn.model_selection import (
+        StratifiedKFold,  # train, evaluate and plot never split
+    )
     fold = np.empty(len(labels), dtype=np.int8)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
@@ -65,16 +72,10 @@ def summary(prepared: dict[str, np.ndarray]) -> dict:
     }
 
 
-def load_prepared(path=paths.PREPARED) -> dict[str, np.ndarray]:
-    """Read the prepared dataset back (used by train, evaluate and plot)."""
-    try:
-        with np.load(path) as npz:
-            return {key: npz[key] for key in npz.files}
-    except FileNotFoundError:
-        raise errors.DataError(f"{path} not found: run `dvc repro prepare` first") from None
-
-
 def main() -> None:
+    if sys.argv[1:] == ["--check-data"]:  # setup.sh: is the dataset here or fetchable?
+        print(f"Fashion-MNIST: {data.locate(paths.RAW)}")
+        return
     cfg = params.load("prepare", paths.PARAMS)
     folder = data.locate(paths.RAW)
     arrays = data.load(folder)

@@ -22,41 +22,19 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from src import atomic, engine, errors, models, params, paths, pruning, tracking
-from src.prepare import load_prepared
-
-
-def config_warnings(cfg: params.TrainParams) -> list[str]:
-    """Settings that are allowed but almost certainly not what the user wants, as sentences."""
-    warnings = []
-    if cfg.precision == "bf16" and not engine.native_bf16():
-        warnings.append("warning: train.precision=bf16 on a CPU without native bf16 (AVX-512 BF16 "
-                        "or AMX): it is emulated and trains several times slower than fp32 here; "
-                        "use fp32")
-    if cfg.tta_hflip and not cfg.hflip:
-        warnings.append("warning: train.tta_hflip=true with train.hflip=false: the model never "
-                        "sees mirrored images in training, and averaging over them costs accuracy "
-                        "(~7 points on Fashion-MNIST, whose shoes all face left); set "
-                        "train.hflip=true as well")
-    return warnings
-
-
-def model_args(cfg: params.TrainParams) -> dict:
-    values = params.as_dict(cfg)
-    return {name: values[name] for name in models.MODEL_ARGS[cfg.model]}
-
-
-def fold_seed(seed: int, fold: int) -> int:
-    return seed * 1000 + fold  # distinct per fold, identical across re-runs
+from src.core import atomic, checkpoints, data, engine, errors, params, paths
+from src.core.status import Status
+from src.experiments import pruning
+from src.tracking import store, trackers
 
 
 def train_fold(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, fold: int,
-               cfg: params.TrainParams, tracker: tracking.Tracker,
+               cfg: params.TrainParams, tracker: trackers.Tracker,
                progress: bool = True) -> tuple[torch.nn.Module, engine.FitResult]:
     """Train on every fold but ``fold`` and validate on ``fold``; x is (N, 1, 28, 28) normalised."""
     held_out = folds == fold
-    torch.manual_seed(fold_seed(cfg.seed, fold))  # the initial weights
-    model = models.build(cfg.model, **model_args(cfg))
+    torch.manual_seed(engine.fold_seed(cfg.seed, fold))  # the initial weights
+    model = checkpoints.build_model(cfg)
     bar = tqdm(total=cfg.epochs, desc=f"fold {fold}", unit="epoch", disable=None if progress else True,
                leave=False)
 
@@ -73,22 +51,10 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, fold: int,
 
     tracker.start_fold(fold)
     result = engine.fit(model, x[~held_out], y[~held_out], x[held_out], y[held_out], cfg,
-                        seed=fold_seed(cfg.seed, fold), on_epoch=on_epoch)
+                        seed=engine.fold_seed(cfg.seed, fold), on_epoch=on_epoch)
     bar.close()
     tracker.end_fold(fold, result.status)
     return model, result
-
-
-def checkpoint(model, cfg: params.TrainParams, fold: int, data: dict, result: engine.FitResult) -> dict:
-    return {
-        "model": cfg.model, "model_args": model_args(cfg),
-        "state_dict": model.to(memory_format=torch.contiguous_format).state_dict(),
-        "train_params": params.as_dict(cfg), "fold": fold,
-        "mean": float(data["mean"]), "std": float(data["std"]),
-        "status": result.status, "reason": result.reason, "history": result.history,
-        "train_accuracy": result.train_accuracy, "seconds": result.seconds,
-        "n_parameters": models.count_parameters(model),
-    }
 
 
 def mean_curve(history: pd.DataFrame) -> pd.DataFrame:
@@ -97,12 +63,11 @@ def mean_curve(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_mean_curve(curve: pd.DataFrame) -> None:
-    from dvclive import Live
-    with Live(str(paths.TRAIN_LIVE), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+    with trackers.live(paths.TRAIN_LIVE) as live:
         for row in curve.to_dict("records"):
             live.step = int(row["epoch"])
             for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-                live.log_metric(tracking.metric_name(key), row[key])
+                live.log_metric(trackers.metric_name(key), row[key])
             live.next_step()
 
 
@@ -115,33 +80,33 @@ def clear_outputs() -> None:
 
 def main() -> None:
     cfg = params.load("train", paths.PARAMS)
-    data = load_prepared()
+    prepared = data.load_prepared(paths.PREPARED)
     threads = engine.set_threads()
-    for warning in config_warnings(cfg):
+    for warning in engine.config_warnings(cfg):
         print(warning, file=sys.stderr)
-    n_folds = int(data["fold"].max()) + 1
+    n_folds = int(prepared["fold"].max()) + 1
     clear_outputs()
-    uri = tracking.tracking_uri()
+    uri = store.tracking_uri()
     run_params = {f"train.{k}": v for k, v in params.as_dict(cfg).items()} | {
-        "data.train_size": len(data["y_train"]), "data.test_size": len(data["y_test"]),
+        "data.train_size": len(prepared["y_train"]), "data.test_size": len(prepared["y_test"]),
         "data.cv_folds": n_folds, "threads": threads}
-    mlflow = tracking.MLflowTracker(uri, tracking.init_store(uri),
+    mlflow = trackers.MLflowTracker(uri, store.init_store(uri),
                                     os.environ.get("DVC_EXP_NAME", "workspace"), run_params,
-                                    tracking.run_tags())
-    tracking.save_handle(paths.MLFLOW_RUN, mlflow)
-    tracker = tracking.FanOut(tracking.DVCLiveTracker(paths.TRAIN_FOLD_LIVE), mlflow)
-    rows, status = [], "completed"
-    x = engine.to_tensor(data["x_train"], float(data["mean"]), float(data["std"]))  # once
-    y, folds = torch.as_tensor(data["y_train"]), torch.as_tensor(data["fold"])
+                                    store.run_tags())
+    store.save_handle(paths.MLFLOW_RUN, mlflow.handle())
+    tracker = trackers.FanOut(trackers.DVCLiveTracker(paths.TRAIN_FOLD_LIVE), mlflow)
+    rows, status = [], Status.COMPLETED
+    x = engine.to_tensor(prepared["x_train"], float(prepared["mean"]), float(prepared["std"]))  # once
+    y, folds = torch.as_tensor(prepared["y_train"]), torch.as_tensor(prepared["fold"])
     try:
         for fold in range(n_folds):
             model, result = train_fold(x, y, folds, fold, cfg, tracker)
-            ckpt = checkpoint(model, cfg, fold, data, result)
-            atomic.write_with(paths.checkpoint(fold), lambda tmp: torch.save(ckpt, tmp))
+            ckpt = checkpoints.make(model, cfg, fold, prepared["mean"], prepared["std"], result)
+            atomic.write_with(paths.checkpoint(fold), lambda tmp, ckpt=ckpt: torch.save(ckpt, tmp))
             rows += [{"fold": fold, **row} for row in result.history]
             print(f"fold {fold}: val_acc {result.history[-1]['val_acc']:.4f} after "
                   f"{len(result.history)} epochs, {result.seconds:.1f}s ({result.status})", flush=True)
-            if result.status in ("diverged", "pruned"):
+            if result.status.stopped:
                 status = result.status
                 break  # the other folds would diverge too / the search stopped it; evaluate says why
     except KeyboardInterrupt:
@@ -153,8 +118,7 @@ def main() -> None:
     history = pd.DataFrame(rows)
     atomic.write_with(paths.TRAIN_HISTORY, lambda tmp: history.to_csv(tmp, index=False))
     log_mean_curve(mean_curve(history))
-    mlflow.client.set_tag(mlflow.parent, "status", status)
-    mlflow.client.set_terminated(mlflow.parent, status="FAILED" if status == "diverged" else "FINISHED")
+    mlflow.finish(status)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
-from src import data, sweep
+from src.core import data
+from src.experiments import dvc_queue
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +99,7 @@ def make_project(root: Path, overrides: dict, extra_files: dict | None = None) -
     for name, text in (extra_files or {}).items():
         (root / name).write_text(text)
     checksums = write_dataset(root.parent / f"{root.name}-fashion")
-    env = sweep.tool_env() | {  # this interpreter's dvc and python first on PATH
+    env = dvc_queue.tool_env() | {  # this interpreter's dvc and python first on PATH
         "FASHION_MNIST_DIR": str(checksums.parent), "TUNELAB_CHECKSUMS": str(checksums),
         "TUNELAB_THREADS": "1", "DVC_NO_ANALYTICS": "1", "GIT_CONFIG_NOSYSTEM": "1",
     }

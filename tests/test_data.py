@@ -8,8 +8,8 @@ from functools import partial
 import numpy as np
 import pytest
 
-from src import data
-from src.errors import DataError
+from src.core import data
+from src.core.errors import DataError
 from tests.conftest import write_dataset
 
 

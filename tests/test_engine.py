@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from src import engine, models
-from src.params import TrainParams
+from src.core import engine, models
+from src.core.params import TrainParams
+from src.tracking import trackers
 from tests.conftest import make_images
 
 SMALL = dict(conv_channels=(4, 8), hidden_units=(16,), batch_size=32)
@@ -163,7 +164,7 @@ def test_weight_average_is_the_textbook_ema_of_weights_and_batchnorm_statistics(
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
     average = engine.weight_average(model, decay=0.9)
     expected = None
-    for step in range(4):
+    for _ in range(4):
         model(torch.randn(8, 3))  # train mode: moves the running statistics
         with torch.no_grad():
             for p in model.parameters():
@@ -194,12 +195,11 @@ def test_with_ema_the_model_keeps_the_averaged_weights_it_was_validated_with(ten
 
 
 def test_train_fold_holds_out_its_fold_with_a_no_op_tracker(tensors):
-    from src import tracking
     from src.train import train_fold
     x, y = tensors[0], tensors[1]
     folds = torch.arange(len(x)) % 3
     cfg = TrainParams(**SMALL, epochs=1)
-    model, result = train_fold(x, y, folds, 1, cfg, tracking.NullTracker(), progress=False)
+    model, result = train_fold(x, y, folds, 1, cfg, trackers.NullTracker(), progress=False)
     assert result.status == "completed" and len(result.history) == 1
     assert isinstance(model, torch.nn.Module)
     # validation ran on fold 1 only: its accuracy is a multiple of 1/100 (100 held-out images)
@@ -207,26 +207,27 @@ def test_train_fold_holds_out_its_fold_with_a_no_op_tracker(tensors):
 
 
 def test_bf16_warns_only_where_the_cpu_lacks_native_bf16(monkeypatch):
-    from src import train
+    from src.core import engine
     assert isinstance(engine.native_bf16(), bool)
     monkeypatch.setattr(engine, "native_bf16", lambda: False)
-    [warning] = train.config_warnings(TrainParams(precision="bf16"))
+    [warning] = engine.config_warnings(TrainParams(precision="bf16"))
     assert "emulated" in warning
-    assert train.config_warnings(TrainParams(precision="fp32")) == []
+    assert engine.config_warnings(TrainParams(precision="fp32")) == []
     monkeypatch.setattr(engine, "native_bf16", lambda: True)
-    assert train.config_warnings(TrainParams(precision="bf16")) == []
+    assert engine.config_warnings(TrainParams(precision="bf16")) == []
 
 
 def test_flip_tta_warns_unless_training_sees_flips():
-    from src import train
-    [warning] = train.config_warnings(TrainParams(tta_hflip=True))
+    from src.core import engine
+    [warning] = engine.config_warnings(TrainParams(tta_hflip=True))
     assert "train.hflip" in warning
-    assert train.config_warnings(TrainParams(tta_hflip=True, hflip=True)) == []
-    assert train.config_warnings(TrainParams(hflip=True)) == []
+    assert engine.config_warnings(TrainParams(tta_hflip=True, hflip=True)) == []
+    assert engine.config_warnings(TrainParams(hflip=True)) == []
 
 
 def test_evaluate_predicts_each_fold_model_as_it_was_validated(tensors):
     from src import evaluate
+    from src.core import engine, models
     torch.manual_seed(0)
     model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).eval()
     x = tensors[0][:30]
@@ -247,7 +248,7 @@ def restore_threads():
 
 
 def test_set_threads_follows_the_environment_and_refuses_nonsense(monkeypatch, restore_threads):
-    from src.errors import TunelabError
+    from src.core.errors import TunelabError
     monkeypatch.setenv("TUNELAB_THREADS", "1")
     assert engine.set_threads() == 1 == torch.get_num_threads()
     for bad in ("0", "two", "-1"):
@@ -259,7 +260,7 @@ def test_set_threads_follows_the_environment_and_refuses_nonsense(monkeypatch, r
 def test_evaluate_takes_the_thread_count_a_sweep_gives_it(monkeypatch, restore_threads, tmp_path):
     # A sweep's evaluate runs beside another worker's training: with all cores it oversubscribes.
     from src import evaluate
-    from src.errors import TunelabError
+    from src.core.errors import TunelabError
     monkeypatch.chdir(tmp_path)  # nothing to evaluate here: the thread count comes first
     monkeypatch.setenv("TUNELAB_THREADS", "1")
     torch.set_num_threads(2)

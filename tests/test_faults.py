@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import TINY, make_project, sh
 
+pytestmark = pytest.mark.e2e  # real git/DVC repositories, queues and servers
+
 
 def test_sigterm_mid_training_kills_runs_cleanly_and_repro_recovers(tmp_path):
     root, env = make_project(tmp_path / "project", TINY)

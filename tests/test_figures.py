@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from src import figures, plot
-from src.data import CLASS_NAMES
-from src.errors import TunelabError
+from src import plot
+from src.core import figures
+from src.core.data import CLASS_NAMES
+from src.core.errors import TunelabError
 
 NAMES = ("cat", "dog", "owl")
 # Known errors: cat -> dog once, dog -> owl once.   Counts      Row-normalised

@@ -14,8 +14,9 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from src import engine, errors, lr_find, models, params
-from src.train import model_args
+from src import lr_find
+from src.core import engine, errors, models, params
+from src.core.checkpoints import model_args
 from tests.conftest import TINY, make_images, make_project, sh
 
 
@@ -93,6 +94,7 @@ def test_missing_prepared_data_is_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.e2e
 def test_stage_writes_png_json_and_mlflow_run(tmp_path):
     (tmp_path / "repo").mkdir()
     root, env = make_project(tmp_path / "repo", TINY)

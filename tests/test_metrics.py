@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from src import metrics
+from src.core import metrics
 
 
 @pytest.fixture

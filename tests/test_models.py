@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src import models
-from src.params import TrainParams
-from src.train import model_args
+from src.core import models
+from src.core.checkpoints import model_args
+from src.core.params import TrainParams
 
 
 def test_reference_cnn_has_421834_parameters():

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from src import params
-from src.errors import ParamError
-from src.params import PrepareParams, TrainParams
+from src.core import params
+from src.core.errors import ParamError
+from src.core.params import PrepareParams, TrainParams
 from tests.conftest import REPO
 
 

@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import TINY, make_project, sh
 
+pytestmark = pytest.mark.e2e  # real git/DVC repositories, queues and servers
+
 FIGURES = {"learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png",
            "cv_folds.png", "misclassified.png"}
 

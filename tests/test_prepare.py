@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from src import paths, prepare
-from src.params import PrepareParams
+from src import prepare
+from src.core import data, paths
+from src.core.params import PrepareParams
 
 
 @pytest.fixture
@@ -53,5 +54,5 @@ def test_stage_writes_reproducible_outputs(synthetic_dataset, tmp_path, monkeypa
     assert set(summary["train_counts"].values()) == {30}
     prepare.main()
     assert paths.PREPARED.read_bytes() == first  # byte-identical: DVC sees the same hash
-    loaded = prepare.load_prepared()
+    loaded = data.load_prepared(paths.PREPARED)
     assert loaded["x_train"].dtype == np.uint8 and loaded["fold"].max() == 2

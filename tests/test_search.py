@@ -14,8 +14,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from src import params, pruning, search, searches, sweep, sweeps
-from src.errors import ParamError, TunelabError
+from src.core import naming, params
+from src.core.errors import ParamError, TunelabError
+from src.experiments import (
+    dvc_queue,
+    exp_show,
+    optuna_search,
+    pruning,
+    search_spec,
+    sweep_spec,
+)
 from tests.conftest import REPO, TINY, make_project, sh
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -27,11 +35,11 @@ SPACE = {"train.lr": {"type": "loguniform", "low": 0.0001, "high": 0.01},
          "train.conv_channels": {"type": "categorical", "choices": [[16, 32], [32, 64]]}}
 
 
-def make_search(space=None, **fields) -> searches.Search:
-    return searches.parse_search("s", {"space": space or SPACE, **fields}, BASE)
+def make_search(space=None, **fields) -> search_spec.Search:
+    return search_spec.parse_search("s", {"space": space or SPACE, **fields}, BASE)
 
 
-def score(exp: sweeps.Experiment) -> float:
+def score(exp: sweep_spec.Experiment) -> float:
     """A smooth fake objective: best near lr 3e-3, dropout 0.2, batch norm."""
     o = exp.overrides
     return (0.9 - 0.05 * (math.log10(o["train.lr"]) + 2.5) ** 2
@@ -42,15 +50,15 @@ def fake_runner(state="completed", log=None):
     def run(exps):
         if log is not None:
             log.append([e.name for e in exps])
-        return {e.name: sweep.Outcome(e.name, state, score(e)) for e in exps}
+        return {e.name: exp_show.Outcome(e.name, state, score(e)) for e in exps}
     return run
 
 
 def run_search(journal: Path, n: int, jobs: int = 1, seed: int = 0, sampler: str = "tpe",
-               runner=None, s: searches.Search | None = None):
+               runner=None, s: search_spec.Search | None = None):
     s = s or make_search(startup_trials=3)
-    study = search.open_study(s, pruning.open_journal(journal), {})
-    search.optimize(study, s, n, jobs, seed, sampler, runner or fake_runner(), BASE, {},
+    study = optuna_search.open_study(s, pruning.open_journal(journal), {})
+    optuna_search.optimize(study, s, n, jobs, seed, sampler, runner or fake_runner(), BASE, {},
                     log=lambda line: None)
     return study
 
@@ -63,10 +71,10 @@ def proposals(study) -> list[tuple[int, dict]]:
 
 def test_the_repo_searches_are_valid():
     base = params.read_yaml(REPO / "params.yaml")
-    found = searches.load(REPO / "searches.yaml", base, params.read_yaml(REPO / "sweeps.yaml"))
+    found = search_spec.load(REPO / "searches.yaml", base, params.read_yaml(REPO / "sweeps.yaml"))
     assert "lr_dropout" in found and all(s.description for s in found.values())
     lr = {d.key: d for d in found["lr_dropout"].space}
-    assert lr["train.lr"] == searches.Dimension("train.lr", "loguniform", 0.0001, 0.01)
+    assert lr["train.lr"] == search_spec.Dimension("train.lr", "loguniform", 0.0001, 0.01)
     assert lr["train.conv_channels"].choices == ([16, 32], [32, 64])
 
 
@@ -123,32 +131,32 @@ def test_bad_spaces_are_refused_naming_search_and_key(change, message):
 ])
 def test_bad_searches_are_refused(spec, message):
     with pytest.raises(ParamError, match=f"^search s: .*{message}"):
-        searches.parse_search("s", spec, BASE)
+        search_spec.parse_search("s", spec, BASE)
 
 
 def test_bad_names_and_set_values():
     with pytest.raises(ParamError, match="letters, digits and _"):
-        searches.parse_search("a-b", {"space": SPACE}, BASE)
+        search_spec.parse_search("a-b", {"space": SPACE}, BASE)
     with pytest.raises(ParamError, match="sweep of that name"):
-        searches.parse_search("dropout", {"space": SPACE}, BASE, sweep_names={"dropout": {}})
+        search_spec.parse_search("dropout", {"space": SPACE}, BASE, sweep_names={"dropout": {}})
     s = make_search()
     with pytest.raises(ParamError, match="--set train.lr is searched over"):
-        searches.check_values(s, BASE, {"train.lr": 0.1})
+        search_spec.check_values(s, BASE, {"train.lr": 0.1})
     with pytest.raises(ParamError, match="train.crop_pad = 9 is out of range"):
-        searches.check_values(s, BASE, {"train.crop_pad": 9})
+        search_spec.check_values(s, BASE, {"train.crop_pad": 9})
 
 
 def test_trial_names_carry_search_trial_and_seed():
     s = make_search(fixed={"train.seed": 3})
     sampled = {"train.lr": 0.001, "train.dropout": 0.25, "train.epochs": 2, "train.norm": "batch",
                "train.conv_channels": "[16, 32]"}
-    exp = search.experiment(s, 7, sampled, BASE, {"train.batch_size": 16})
+    exp = optuna_search.experiment(s, 7, sampled, BASE, {"train.batch_size": 16})
     assert exp.name == "s--t007--s3"
-    assert sweeps.parse_name(exp.name) == {"sweep": "s", "config": "t007", "seed": "3"}  # MLflow tags
-    assert pruning.parse_trial_name(exp.name) == ("s", 7)
+    assert naming.parse_name(exp.name) == {"sweep": "s", "config": "t007", "seed": "3"}  # MLflow tags
+    assert naming.parse_trial_name(exp.name) == ("s", 7)
     assert {"train.conv_channels=[16, 32]", "train.batch_size=16"} <= set(exp.set_args())
-    assert search.experiment(make_search(), 12, sampled, BASE, {}).name == "s--t012--s0"
-    assert pruning.parse_trial_name("dropout--dropout=0.3--s0") is None
+    assert optuna_search.experiment(make_search(), 12, sampled, BASE, {}).name == "s--t012--s0"
+    assert naming.parse_trial_name("dropout--dropout=0.3--s0") is None
 
 
 # --- the study -------------------------------------------------------------------------------------
@@ -214,15 +222,15 @@ def test_outcomes_are_told(tmp_path, state, told):
     assert [t.state.name for t in study.trials] == [told] * 2
     if told == "COMPLETE":
         assert study.trials[0].value == pytest.approx(
-            score(search.experiment(make_search(), 0, study.trials[0].params, BASE, {})))
+            score(optuna_search.experiment(make_search(), 0, study.trials[0].params, BASE, {})))
 
 
 def test_trials_print_trains_warnings_before_they_are_queued(tmp_path):
     # tta_hflip without hflip: train would warn only in a queue worker's log.
     s = make_search(fixed={"train.tta_hflip": True}, startup_trials=3)
     lines, runner_saw = [], []
-    study = search.open_study(s, pruning.open_journal(tmp_path / "j.journal"), {})
-    search.optimize(study, s, 2, 2, 0, "random",
+    study = optuna_search.open_study(s, pruning.open_journal(tmp_path / "j.journal"), {})
+    optuna_search.optimize(study, s, 2, 2, 0, "random",
                     lambda exps: runner_saw.append(len(lines)) or fake_runner()(exps),
                     BASE, {}, log=lines.append)
     warned = [line for line in lines if "train.tta_hflip=true" in line]
@@ -234,8 +242,7 @@ def test_dry_run_prints_trains_warnings_too(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     s = make_search(fixed={"train.tta_hflip": True}, startup_trials=3)
-    args = type("Args", (), {"sampler": "random", "seed": 0, "jobs": 2, "trials": 2})()
-    search.dry_run(s, args, BASE, {})
+    optuna_search.dry_run(s, trials=2, jobs=2, sampler="random", seed=0, base=BASE, extra={})
     err = capsys.readouterr().err
     assert err.count("train.tta_hflip=true") == 2 and "s--t001: warning" in err
 
@@ -245,9 +252,9 @@ def test_missing_outcome_fails_and_a_changed_space_is_refused(tmp_path):
     assert study.trials[0].state == TrialState.FAIL
     other = make_search({**SPACE, "train.dropout": {"type": "uniform", "low": 0.0, "high": 0.5}})
     with pytest.raises(TunelabError, match="differ from those of the trials"):
-        search.open_study(other, pruning.open_journal(tmp_path / "j.journal"), {})
+        optuna_search.open_study(other, pruning.open_journal(tmp_path / "j.journal"), {})
     with pytest.raises(TunelabError, match="differ"):  # --set is part of the definition
-        search.open_study(make_search(), pruning.open_journal(tmp_path / "j.journal"),
+        optuna_search.open_study(make_search(), pruning.open_journal(tmp_path / "j.journal"),
                           {"train.epochs": 3})
 
 
@@ -255,16 +262,16 @@ def test_dry_run_shows_the_batch_the_real_run_queues(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)  # the journal lives under the repo root: here, the cwd
     monkeypatch.delenv("DVC_ROOT", raising=False)
     s = make_search(startup_trials=3)
-    args = type("Args", (), {"sampler": "tpe", "seed": 0, "jobs": 2, "trials": 6})()
-    search.dry_run(s, args, BASE, {})
+    dry = dict(trials=6, jobs=2, sampler="tpe", seed=0, base=BASE, extra={})
+    optuna_search.dry_run(s, **dry)
     shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dvc exp")]
     assert not pruning.journal_path("s").exists()
     pruning.journal_path("s").parent.mkdir(parents=True)
     run_search(pruning.journal_path("s"), 2, jobs=2, s=s)
-    study = search.open_study(s, pruning.open_journal(pruning.journal_path("s")), {})
-    real = [search.experiment(s, t.number, t.params, BASE, {}) for t in study.trials]
+    study = optuna_search.open_study(s, pruning.open_journal(pruning.journal_path("s")), {})
+    real = [optuna_search.experiment(s, t.number, t.params, BASE, {}) for t in study.trials]
     assert shown == [f"dvc exp run --queue -n {e.name} {' '.join(e.set_args())}" for e in real]
-    search.dry_run(s, args, BASE, {})  # a copy of the journal continues: trials 2 and 3
+    optuna_search.dry_run(s, **dry)  # a copy of the journal continues: trials 2 and 3
     assert "-n s--t002--s0" in capsys.readouterr().out
 
 
@@ -272,26 +279,26 @@ def test_queue_and_wait_queues_only_what_is_new(monkeypatch):
     """The DVC runner against a fake queue: a done experiment is read back, a queued one waited
     for, a new one queued (its failed attempt removed first); idle workers of the last batch are
     let go first."""
-    exps = [sweeps.Experiment("s", f"t00{n}", 0, {"train.lr": 0.001}) for n in range(3)]
+    exps = [sweep_spec.Experiment("s", f"t00{n}", 0, {"train.lr": 0.001}) for n in range(3)]
     done, pending, new = (e.name for e in exps)
-    states = iter([([], 2), ([sweep.Task("tb", pending, "Queued"),  # 2 idle workers, then 0
-                              sweep.Task("ta", new, "Failed")], 0)])  # a failed attempt at `new`
-    queued, calls = [sweep.Task("tb", pending, "Queued")], []
-    outcomes = [{done: sweep.Outcome(done, "completed", 0.5)},
-                {e.name: sweep.Outcome(e.name, "completed", 0.5) for e in exps}]
+    states = iter([([], 2), ([dvc_queue.Task("tb", pending, "Queued"),  # 2 idle workers, then 0
+                              dvc_queue.Task("ta", new, "Failed")], 0)])  # a failed attempt at `new`
+    queued, calls = [dvc_queue.Task("tb", pending, "Queued")], []
+    outcomes = [{done: exp_show.Outcome(done, "completed", 0.5)},
+                {e.name: exp_show.Outcome(e.name, "completed", 0.5) for e in exps}]
 
     def dvc(*args, check=True):
         calls.append(args)
         if args[:2] == ("exp", "run"):
-            queued.append(sweep.Task("tc", args[4], "Queued"))
-    monkeypatch.setattr(sweep, "queue_state", lambda: next(states))
-    monkeypatch.setattr(sweep, "queue_tasks", lambda: list(queued))
-    monkeypatch.setattr(sweep, "experiment_outcomes", lambda: outcomes.pop(0))
-    monkeypatch.setattr(sweep, "dvc", dvc)
-    monkeypatch.setattr(sweep, "start_workers", lambda jobs: calls.append(("start", jobs)))
-    monkeypatch.setattr(sweep, "wait_for", lambda ids, total, poll, jobs: calls.append(("wait", ids)))
+            queued.append(dvc_queue.Task("tc", args[4], "Queued"))
+    monkeypatch.setattr(dvc_queue, "queue_state", lambda: next(states))
+    monkeypatch.setattr(dvc_queue, "queue_tasks", lambda: list(queued))
+    monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: outcomes.pop(0))
+    monkeypatch.setattr(dvc_queue, "dvc", dvc)
+    monkeypatch.setattr(dvc_queue, "start_workers", lambda jobs: calls.append(("start", jobs)))
+    monkeypatch.setattr(dvc_queue, "wait_for", lambda ids, total, poll, jobs: calls.append(("wait", ids)))
     monkeypatch.setenv("TUNELAB_THREADS", "?")  # restored afterwards
-    got = search.queue_and_wait(exps, jobs=2, poll=0.0)
+    got = optuna_search.queue_and_wait(exps, jobs=2, poll=0.0)
     assert calls == [("queue", "remove", new),
                      ("exp", "run", "--queue", "-n", new, "-S", "train.lr=0.001"),
                      ("start", 2), ("wait", {"tb", "tc"})]
@@ -353,7 +360,7 @@ def test_should_prune_reports_to_the_journal_and_applies_the_rule(tmp_path, monk
     s = make_search(pruner={"type": "median", "warmup_epochs": 1, "min_trials": 2})
     path = pruning.journal_path("s")
     path.parent.mkdir(parents=True)
-    study = search.open_study(s, pruning.open_journal(path), {})
+    study = optuna_search.open_study(s, pruning.open_journal(path), {})
     for _ in range(4):
         trial = study.ask(s.distributions())
         trial.set_user_attr("experiment", f"s--t{trial.number:03d}--s0")
@@ -399,6 +406,7 @@ tiny:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_search_on_the_queue_gives_experiments_mlflow_runs_and_a_study(tmp_path):
     ignore = (REPO / ".gitignore").read_text() + "/.tunelab/\n"
     root, env = make_project(tmp_path, TINY, {"searches.yaml": TINY_SEARCHES, ".gitignore": ignore})
@@ -407,7 +415,7 @@ def test_search_on_the_queue_gives_experiments_mlflow_runs_and_a_study(tmp_path)
     done = sh(*run, cwd=root, env=env)
     assert "search tiny: 4 trials (4 complete)" in done.stdout
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=root, env=env).stdout)
-    outcomes = sweep.parse_exp_show(shown)
+    outcomes = exp_show.outcomes(shown)
     names = {f"tiny--t{n:03d}--s0" for n in range(4)}
     assert set(outcomes) == names and all(outcomes[n].state == "completed" for n in names)
     exp_params = {e["name"]: e["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]

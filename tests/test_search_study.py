@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from src import search_study, searches, sweeps
+from src.experiments import search_spec, sweep_spec
+from src.studies import search_report
 from tests.test_search import BASE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SEARCH = searches.parse_search("s", {
+SEARCH = search_spec.parse_search("s", {
     "space": {"train.lr": {"type": "loguniform", "low": 0.0001, "high": 0.01},
               "train.dropout": {"type": "uniform", "low": 0.0, "high": 0.6},
               "train.conv_channels": {"type": "categorical", "choices": [[16, 32], [32, 64]]}},
@@ -71,7 +72,7 @@ def small_frame() -> pd.DataFrame:
                                               "error": None, "data": {}}]},
         {"name": "dropout--dropout=0.3--s0", "revs": [{"rev": "y", "error": None, "data": {}}]},
     ]}]
-    return search_study.trials_frame(shown, SEARCH)
+    return search_report.trials_frame(shown, SEARCH)
 
 
 def test_trials_frame_reads_the_searchs_trials_only():
@@ -91,11 +92,11 @@ def test_trials_frame_reads_the_searchs_trials_only():
 
 def test_ranking_best_so_far_and_compute():
     frame = small_frame()
-    assert search_study.ranked(frame)["trial"].tolist() == [1, 3, 0]
-    best = search_study.best_so_far(frame)
+    assert search_report.ranked(frame)["trial"].tolist() == [1, 3, 0]
+    best = search_report.best_so_far(frame)
     assert best.index.tolist() == [0, 1, 2, 3, 4, 5]
     assert best.tolist() == pytest.approx([0.80, 0.85, 0.85, 0.85, 0.85, 0.85])
-    cost = search_study.compute(frame)
+    cost = search_report.compute(frame)
     # trained: 10 + 10 + 2 + 10 + 3 (the failed trial has no cost) = 35; without pruning the two
     # pruned trials would have run their 2 folds x 5 epochs: 10 + 10 + 10 + 10 + 10 = 50
     assert (cost["trials"], cost["pruned"], cost["epochs_trained"]) == (6, 2, 35)
@@ -104,8 +105,8 @@ def test_ranking_best_so_far_and_compute():
 
 
 def test_importance_finds_the_parameter_that_matters_as_optuna_does():
-    frame = search_study.trials_frame(shown_trials(), SEARCH)
-    importances, note = search_study.importance(frame, SEARCH)
+    frame = search_report.trials_frame(shown_trials(), SEARCH)
+    importances, note = search_report.importance(frame, SEARCH)
     assert note == "" and set(importances) == {"train.lr", "train.dropout", "train.conv_channels"}
     assert max(importances, key=importances.get) == "train.lr"
     assert importances["train.lr"] > 0.8 and sum(importances.values()) == pytest.approx(1.0)
@@ -123,13 +124,13 @@ def test_importance_finds_the_parameter_that_matters_as_optuna_does():
 
 def test_importance_needs_two_different_results():
     frame = small_frame().head(1)
-    importances, note = search_study.importance(frame, SEARCH)
+    importances, note = search_report.importance(frame, SEARCH)
     assert importances == {} and "at least 2 completed trials" in note
 
 
 def test_figures_show_trials_best_so_far_and_stopped_ones():
     frame = small_frame()
-    figures = search_study.build_figures(frame, SEARCH, {"train.lr": 0.7, "train.dropout": 0.3})
+    figures = search_report.build_figures(frame, SEARCH, {"train.lr": 0.7, "train.dropout": 0.3})
     assert set(figures) == {"optimization_history.png", "top_configurations.png",
                             "param_slices.png", "param_importance.png"}
     ax = figures["optimization_history.png"].axes[0]
@@ -151,7 +152,7 @@ def test_figures_show_trials_best_so_far_and_stopped_ones():
 
 def test_report_says_one_seed_and_gives_a_valid_confirming_sweep():
     frame = small_frame()
-    files = search_study.build(SEARCH, frame)
+    files = search_report.build(SEARCH, frame)
     report = files["report.md"]
     assert "One seed per trial" in report and "not used to rank" in report
     assert "6 trials (3 completed, 2 pruned, 1 failed)" in report
@@ -159,7 +160,7 @@ def test_report_says_one_seed_and_gives_a_valid_confirming_sweep():
     assert "`s--t002--s0`: pruned" in report and "`s--t004--s0`: failed" in report
     snippet = report.split("```yaml\n")[1].split("```")[0]
     (name, spec), = yaml.safe_load(snippet).items()
-    confirm = sweeps.parse_sweep(name, spec, BASE)
+    confirm = sweep_spec.parse_sweep(name, spec, BASE)
     assert name == "s_confirm"
     assert [c["train.lr"] for c in confirm.configs] == [0.003, 0.002, 0.001]  # the best 3
     assert confirm.configs[0]["train.conv_channels"] == [32, 64]
@@ -168,16 +169,16 @@ def test_report_says_one_seed_and_gives_a_valid_confirming_sweep():
 
 
 def test_importance_refuses_trials_outside_the_space():
-    frame = search_study.trials_frame(shown_trials(4), SEARCH)
+    frame = search_report.trials_frame(shown_trials(4), SEARCH)
     frame.loc[0, "train.conv_channels"] = "[8, 16]"  # not a choice of the space any more
-    importances, note = search_study.importance(frame, SEARCH)
+    importances, note = search_report.importance(frame, SEARCH)
     assert importances == {} and "s--t000--s0" in note
 
 
 def test_a_search_without_completed_trials_still_reports():
     frame = small_frame()
     frame = frame[frame["state"] != "completed"]
-    files = search_study.build(SEARCH, frame)
+    files = search_report.build(SEARCH, frame)
     assert set(files) == {"trials.csv", "report.md", "optimization_history.png"}
     assert "no completed trial" in files["report.md"] and "Confirm over seeds" not in files["report.md"]
     assert "parameter importance needs at least 2 completed trials" in files["report.md"]
@@ -189,13 +190,13 @@ def test_the_report_names_the_settings_every_trial_shared_beyond_params_yaml():
         data = entry["revs"][0]["data"]["params"]["params.yaml"]["data"]
         data["train"] |= {"optimizer": "adamw", "hidden_units": [64, 32]}
     entry["revs"][0]["data"]["params"]["params.yaml"]["data"]["prepare"]["cv_folds"] = 3
-    base = sweeps.apply(BASE, {"train.epochs": 10})
-    settings = search_study.shared_settings(shown, SEARCH, base)
+    base = sweep_spec.apply(BASE, {"train.epochs": 10})
+    settings = search_report.shared_settings(shown, SEARCH, base)
     # not the searched keys, the seed, the search's own fixed optimizer, nor the cv_folds the
     # trials disagree on; params.yaml's epochs differ, its hidden_units too
     assert settings == {"train.epochs": 5, "train.hidden_units": [64, 32]}
-    report = search_study.build(SEARCH, search_study.trials_frame(shown, SEARCH),
+    report = search_report.build(SEARCH, search_report.trials_frame(shown, SEARCH),
                                 settings)["report.md"]
     assert "differ from params.yaml: `train.epochs=5`, `train.hidden_units=[64, 32]`." in report
     assert "--jobs 2 --set train.epochs=5 --set 'train.hidden_units=[64, 32]'`" in report
-    assert "differ from params.yaml" not in search_study.build(SEARCH, small_frame())["report.md"]
+    assert "differ from params.yaml" not in search_report.build(SEARCH, small_frame())["report.md"]

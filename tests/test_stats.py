@@ -13,7 +13,7 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from statsmodels.stats.anova import anova_lm
 
-from src.stats import Comparison, compare, holm, summarize, two_way_anova, verdict
+from src.core.stats import Comparison, compare, holm, summarize, two_way_anova, verdict
 
 ACC = [0.912, 0.905, 0.918, 0.909, 0.915, 0.907]
 BASE = [0.901, 0.899, 0.906, 0.895, 0.903]
@@ -178,7 +178,8 @@ def design():
     rows = []
     for dropout in (0.0, 0.25, 0.5):
         for norm in ("batch", "none"):
-            mu = 0.90 + (0.02 * dropout if norm == "none" else -0.01 * dropout) + (0.005 if norm == "batch" else 0)
+            mu = 0.90 + (0.02 * dropout if norm == "none" else -0.01 * dropout) + \
+                (0.005 if norm == "batch" else 0)
             rows += [(dropout, norm, mu + rng.normal(0, 0.002)) for _ in range(4)]
     return pd.DataFrame(rows, columns=["dropout", "norm", "acc"])
 
@@ -188,7 +189,8 @@ def test_two_way_anova_matches_statsmodels(design):
     ref = anova_lm(smf.ols("acc ~ C(dropout) * C(norm)", data=design).fit(), typ=2)
     assert list(got.index) == ["dropout", "norm", "dropout:norm", "Residual"]
     assert list(got.columns) == ["sum_sq", "df", "F", "p_value", "partial_eta_sq"]
-    for ours, theirs in [("dropout", "C(dropout)"), ("norm", "C(norm)"), ("dropout:norm", "C(dropout):C(norm)")]:
+    for ours, theirs in [("dropout", "C(dropout)"), ("norm", "C(norm)"),
+                         ("dropout:norm", "C(dropout):C(norm)")]:
         assert got.loc[ours, "F"] == pytest.approx(ref.loc[theirs, "F"], rel=1e-9)
         assert got.loc[ours, "p_value"] == pytest.approx(ref.loc[theirs, "PR(>F)"], rel=1e-9)
     assert tuple(got["df"]) == (2.0, 1.0, 2.0, 18.0)

@@ -14,20 +14,23 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from src import params, study, sweeps
-from src.errors import TunelabError
+from src import study
+from src.core import params, status
+from src.core.errors import TunelabError
+from src.experiments import dvc_queue, sweep_spec
+from src.studies import outputs, sweep_report, sweep_study
 from tests.conftest import REPO, TINY, make_project, sh
 
 BASE = params.read_yaml(REPO / "params.yaml")
-DROPOUT = sweeps.parse_sweep("dropout", {"grid": {"train.dropout": [0.0, 0.3, 0.5]},
+DROPOUT = sweep_spec.parse_sweep("dropout", {"grid": {"train.dropout": [0.0, 0.3, 0.5]},
                                          "baseline": {"train.dropout": 0.3}}, BASE)
-GRID = sweeps.parse_sweep("inter", {"grid": {"train.dropout": [0.0, 0.5],
+GRID = sweep_spec.parse_sweep("inter", {"grid": {"train.dropout": [0.0, 0.5],
                                              "train.norm": ["none", "batch"]},
                                     "baseline": {"train.dropout": 0.0, "train.norm": "none"}}, BASE)
 
 
 def experiments(rows, sweep=DROPOUT) -> pd.DataFrame:
-    """(config, seed, cv accuracy[, state]) -> an experiments frame as study.experiments_frame
+    """(config, seed, cv accuracy[, state]) -> an experiments frame as sweep_study.experiments_frame
     makes it; test accuracy is cv - 0.01 and the train-val gap 0.05."""
     records = []
     for i, (config, seed, cv, *state) in enumerate(rows):
@@ -37,7 +40,7 @@ def experiments(rows, sweep=DROPOUT) -> pd.DataFrame:
             "state": state[0] if state else "completed", "reason": "loss nan" if state else "",
             "others": "", "cv_accuracy": cv, "test_accuracy": cv - 0.01, "params": 1000.0,
             "seconds_per_epoch": 2.0, "train_val_gap": 0.05})
-    return pd.DataFrame(records, columns=study.COLUMNS)
+    return pd.DataFrame(records, columns=sweep_study.COLUMNS)
 
 
 def row(summary: pd.DataFrame, config: str) -> pd.Series:
@@ -50,7 +53,7 @@ def test_summary_gives_mean_std_ci_and_n_per_configuration():
     values = {"dropout=0.0": [0.80, 0.82, 0.83], "dropout=0.3": [0.85, 0.87, 0.86, 0.84],
               "dropout=0.5": [0.88, 0.86]}
     frame = experiments([(c, s, v) for c, vs in values.items() for s, v in enumerate(vs)])
-    summary = study.summary_table(frame, DROPOUT)
+    summary = sweep_study.summary_table(frame, DROPOUT)
     assert summary["config"].tolist() == ["dropout=0.0", "dropout=0.3", "dropout=0.5"]
     assert summary["train.dropout"].tolist() == ["0.0", "0.3", "0.5"]
     for config, vs in values.items():
@@ -81,7 +84,7 @@ def test_comparisons_match_scipy_and_statsmodels():
     rows += [("dropout=0.0", s, v) for s, v in enumerate(paired)]
     rows += [("dropout=0.5", s, v) for s, v in enumerate(welch)]
     frame = experiments(rows).sample(frac=1.0, random_state=3)  # pairing goes by seed, not order
-    summary = study.summary_table(frame, DROPOUT)
+    summary = sweep_study.summary_table(frame, DROPOUT)
 
     rel = sps.ttest_rel(paired, base)
     ind = sps.ttest_ind(welch, base, equal_var=False)
@@ -108,7 +111,7 @@ def test_paired_only_when_the_seed_sets_are_equal():
     base = [("dropout=0.3", s, v) for s, v in zip((0, 1, 2), (0.85, 0.86, 0.84))]
     shifted = [("dropout=0.0", s, v) for s, v in zip((1, 2, 3), (0.80, 0.83, 0.81))]
     same = [("dropout=0.5", s, v) for s, v in zip((2, 0, 1), (0.87, 0.88, 0.86))]
-    summary = study.summary_table(experiments(base + shifted + same), DROPOUT)
+    summary = sweep_study.summary_table(experiments(base + shifted + same), DROPOUT)
     assert row(summary, "dropout=0.0")["test_used"] == "welch"
     assert row(summary, "dropout=0.5")["test_used"] == "paired"
     # aligned by seed: 0.88-0.85, 0.86-0.86, 0.87-0.84
@@ -120,22 +123,22 @@ def test_fewer_than_two_seeds_are_not_tested_and_said_so():
     frame = experiments([("dropout=0.3", s, v) for s, v in enumerate((0.85, 0.86, 0.84))] +
                         [("dropout=0.0", 0, 0.80)] +
                         [("dropout=0.5", s, v) for s, v in enumerate((0.88, 0.86, 0.89))])
-    summary = study.summary_table(frame, DROPOUT)
+    summary = sweep_study.summary_table(frame, DROPOUT)
     one = row(summary, "dropout=0.0")
     assert one["n"] == 1 and one["test_used"] == "none" and math.isnan(one["p_value"])
     assert math.isnan(one["cv_std"]) and math.isnan(one["cv_ci_low"])
     assert one["verdict"] == "not tested (n < 2: n = 1 vs 3)"
     tested = row(summary, "dropout=0.5")  # the only test: Holm leaves its p as it is
     assert tested["p_holm"] == pytest.approx(tested["p_value"])
-    report = study.render_report(DROPOUT, frame, summary, None, "", [])
+    report = sweep_report.render_report(DROPOUT, frame, summary, None, "", [])
     assert "dropout=0.0: not tested (n < 2: n = 1 vs 3)" in report
     assert "`dropout=0.0`: n = 1, too few seeds for a test" in report
     assert "missing: `dropout--dropout=0.0--s1`" in report
 
-    lone_baseline = study.summary_table(frame[~frame["name"].str.contains("0.3--s[12]")], DROPOUT)
+    lone_baseline = sweep_study.summary_table(frame[~frame["name"].str.contains("0.3--s[12]")], DROPOUT)
     assert (lone_baseline["test_used"] == ["none", "baseline", "none"]).all()
     assert lone_baseline["p_holm"].isna().all()
-    nothing = study.summary_table(frame[frame["config"] != "dropout=0.5"], DROPOUT)
+    nothing = sweep_study.summary_table(frame[frame["config"] != "dropout=0.5"], DROPOUT)
     assert row(nothing, "dropout=0.5")["verdict"] == "not tested (n = 0 vs 3)"
 
 
@@ -144,12 +147,12 @@ def test_diverged_and_failed_experiments_are_listed_and_excluded():
                         [("dropout=0.5", 0, 0.80), ("dropout=0.5", 1, 0.81),
                          ("dropout=0.5", 2, 0.99, "diverged"),  # a value it must not use
                          ("dropout=0.0", 0, math.nan, "failed"), ("dropout=0.0", 1, 0.83)])
-    summary = study.summary_table(frame, DROPOUT)
+    summary = sweep_study.summary_table(frame, DROPOUT)
     got = row(summary, "dropout=0.5")
     assert got["n"] == 2 and got["n_diverged"] == 1 and got["cv_mean"] == pytest.approx(0.805)
     assert got["test_used"] == "welch"  # seeds {0, 1} vs {0, 1, 2}
     assert row(summary, "dropout=0.0")["n_failed"] == 1
-    report = study.render_report(DROPOUT, frame, summary, None, "", [])
+    report = sweep_report.render_report(DROPOUT, frame, summary, None, "", [])
     assert "diverged (excluded): `dropout--dropout=0.5--s2` (loss nan)" in report
     assert "failed: `dropout--dropout=0.0--s0`" in report
 
@@ -158,17 +161,17 @@ def test_diverged_and_failed_experiments_are_listed_and_excluded():
 
 def test_anova_runs_for_a_two_factor_grid_only(monkeypatch):
     calls = []
-    original = study.stats.two_way_anova
+    original = sweep_study.stats.two_way_anova
 
     def spy(frame, a, b, response):
         calls.append((a, b, response, len(frame)))
         return original(frame, a, b, response)
 
-    monkeypatch.setattr(study.stats, "two_way_anova", spy)
+    monkeypatch.setattr(sweep_study.stats, "two_way_anova", spy)
     rng = np.random.default_rng(0)
     grid = experiments([(GRID.label(c), s, 0.8 + 0.05 * (c["train.norm"] == "batch") +
                          rng.normal(0, 0.01)) for c in GRID.configs for s in range(3)], GRID)
-    files = study.build_study(GRID, grid)
+    files = sweep_study.build_study(GRID, grid)
     assert calls == [("dropout", "norm", "cv_accuracy", 12)]
     assert "interactions_heatmap.png" in files
     report = files["report.md"]
@@ -178,7 +181,7 @@ def test_anova_runs_for_a_two_factor_grid_only(monkeypatch):
     calls.clear()
     one = experiments([(DROPOUT.label(c), s, 0.8 + rng.normal(0, 0.01))
                        for c in DROPOUT.configs for s in range(3)])
-    files = study.build_study(DROPOUT, one)
+    files = sweep_study.build_study(DROPOUT, one)
     assert calls == [] and "ANOVA" not in files["report.md"]
     assert sorted(files) == ["dropout_impact.png", "experiments.csv", "pareto.png", "report.md",
                              "summary.csv", "top_configurations.png"]
@@ -230,7 +233,7 @@ def test_experiments_frame_parses_exp_show_json():
                            timestamp="2026-11-22T11:00:00", rev="newer"),
         ]},
     ]
-    frame = study.experiments_frame(shown, DROPOUT).set_index("name")
+    frame = sweep_study.experiments_frame(shown, DROPOUT).set_index("name")
     assert sorted(frame.index) == ["dropout--dropout=0.0--s0", "dropout--dropout=0.3--s0",
                                    "dropout--dropout=0.3--s1", "dropout--dropout=0.5--s0",
                                    "dropout--dropout=0.5--s1"]
@@ -248,12 +251,12 @@ def test_experiments_frame_parses_exp_show_json():
     assert (failed["state"], failed["config"], failed["reason"]) == (
         "failed", "dropout=0.3", "Experiment run failed")
     assert frame.loc["dropout--dropout=0.3--s1", "rev"] == "newer"  # newest of a repeated name
-    assert study.usable(frame.reset_index())["name"].tolist() == [
+    assert status.usable(frame.reset_index())["name"].tolist() == [
         "dropout--dropout=0.5--s0", "dropout--dropout=0.5--s1", "dropout--dropout=0.3--s1"]
 
 
 def test_labels_are_recomputed_from_params_with_the_commits_defaults():
-    combined = sweeps.parse_sweep("combined", {"configs": [{}, {"train.dropout": 0.5}],
+    combined = sweep_spec.parse_sweep("combined", {"configs": [{}, {"train.dropout": 0.5}],
                                                "baseline": {}}, BASE)
     defaults = {"params": {"params.yaml": {"data": {"train": {"dropout": 0.3}}}}}
     shown = [{"rev": "c1", "data": defaults, "experiments": [
@@ -262,23 +265,23 @@ def test_labels_are_recomputed_from_params_with_the_commits_defaults():
         exp_show_entry("combined--base--s1", {"dropout": 0.7, "seed": 1, "epochs": 3},
                        metrics(0.8)),
     ]}]
-    frame = study.experiments_frame(shown, combined).set_index("name")
+    frame = sweep_study.experiments_frame(shown, combined).set_index("name")
     assert frame["config"].tolist() == ["base", "dropout=0.5", "dropout=0.7"]
-    summary = study.summary_table(frame.reset_index(), combined)
-    report = study.render_report(combined, frame.reset_index(), summary, None, "", [])
+    summary = sweep_study.summary_table(frame.reset_index(), combined)
+    report = sweep_report.render_report(combined, frame.reset_index(), summary, None, "", [])
     assert "`combined--base--s1` is named base but its params make it dropout=0.7" in report
     assert "WARNING: experiments differ in `train.epochs`" in report
 
 
 def test_no_completed_experiments_is_a_clear_error():
     with pytest.raises(TunelabError) as empty:
-        study.require_completed(experiments([]), DROPOUT)
+        sweep_study.require_completed(experiments([]), DROPOUT)
     assert str(empty.value) == ("sweep dropout has no completed experiments on the current commit: "
                                 "run `python -m src.sweep run dropout --seeds 3` first")
     failed = experiments([("dropout=0.3", 0, math.nan, "failed"),
                           ("dropout=0.5", 0, 0.9, "diverged")])
     with pytest.raises(TunelabError, match=r"dropout has no completed .* \(1 failed, 1 diverged\)"):
-        study.require_completed(failed, DROPOUT)
+        sweep_study.require_completed(failed, DROPOUT)
 
 
 def test_report_reads_in_plain_words():
@@ -286,8 +289,8 @@ def test_report_reads_in_plain_words():
                                                   ("dropout=0.5", (0.855, 0.852, 0.846)),
                                                   ("dropout=0.0", (0.80, 0.815, 0.79)))
                          for s, v in enumerate(vs)])
-    summary = study.summary_table(frame, DROPOUT)
-    report = study.render_report(DROPOUT, frame, summary, None, "", ["dropout_impact.png"])
+    summary = sweep_study.summary_table(frame, DROPOUT)
+    report = sweep_report.render_report(DROPOUT, frame, summary, None, "", ["dropout_impact.png"])
     r = row(summary, "dropout=0.5")
     line = (f"dropout=0.5: no detectable difference from dropout=0.3 at n = 3 vs 3 "
             f"(diff {100 * r['diff']:+.2f} points, 95% CI {100 * r['diff_ci_low']:+.2f}…"
@@ -302,7 +305,7 @@ def test_report_reads_in_plain_words():
 
 def test_write_outputs_replaces_the_folder_content(tmp_path):
     (tmp_path / "stale.png").write_text("old")
-    study.write_outputs(tmp_path, {"report.md": "# new\n", "summary.csv": pd.DataFrame({"a": [1]})})
+    outputs.write_outputs(tmp_path, {"report.md": "# new\n", "summary.csv": pd.DataFrame({"a": [1]})})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "summary.csv"]
     assert (tmp_path / "summary.csv").read_text() == "a\n1\n"
 
@@ -321,6 +324,7 @@ empty:
 
 
 @pytest.mark.slow  # 80-140 s on 2 busy cores, almost all of it the sweep itself
+@pytest.mark.e2e
 def test_study_of_a_real_two_worker_sweep(tmp_path):
     from mlflow.tracking import MlflowClient
     (tmp_path / "project").mkdir()
@@ -377,9 +381,9 @@ def test_a_study_reads_only_its_own_sweep_or_search(tmp_path, monkeypatch, name,
     for item in ("sweeps.yaml", "searches.yaml"):
         (tmp_path / item).write_text((REPO / item).read_text())
     (tmp_path / "params.yaml").write_text(
-        json.dumps(sweeps.apply(BASE, {f"train.{k}": v for k, v in TINY["train"].items()})))
+        json.dumps(sweep_spec.apply(BASE, {f"train.{k}": v for k, v in TINY["train"].items()})))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(study, "dvc", lambda *args, **kwargs: "[]")
+    monkeypatch.setattr(dvc_queue, "dvc", lambda *args, **kwargs: "[]")
     monkeypatch.setattr(sys, "argv", ["study", name])
     with pytest.raises(TunelabError, match=message.replace("(", r"\(")):
         study.main()

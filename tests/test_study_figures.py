@@ -9,12 +9,14 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
 
-from src import params, study_figures as sf, sweeps
+from src.core import params
+from src.experiments import sweep_spec
+from src.studies import sweep_figures as sf
 from tests.conftest import REPO
 
 
 def summary(configs, means, half=0.01, n=3, **extra) -> pd.DataFrame:
-    """A summary table as study.summary_table makes it, with symmetric CIs of ``half``."""
+    """A summary table as sweep_study.summary_table makes it, with symmetric CIs of ``half``."""
     means = np.asarray(means, dtype=float)
     half = np.broadcast_to(np.asarray(half, dtype=float), means.shape)
     frame = pd.DataFrame({"config": configs, "n": n, "cv_mean": means, "cv_ci_low": means - half,
@@ -33,7 +35,7 @@ def error_bars(ax) -> int:
 @pytest.fixture(scope="module")
 def all_sweeps():
     base = params.read_yaml(REPO / "params.yaml")
-    return sweeps.load(REPO / "sweeps.yaml", base)
+    return sweep_spec.load(REPO / "sweeps.yaml", base)
 
 
 # --- design -> figure set ------------------------------------------------------------------------

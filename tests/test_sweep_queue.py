@@ -9,18 +9,17 @@ reported by name with their log; that a re-run only runs what is missing; and, a
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src.sweep import parse_queue_status
+from src.experiments.dvc_queue import parse_queue_status
 from tests.conftest import TINY, make_project, sh
+from tests.servers import mlflow_server
+
+pytestmark = pytest.mark.e2e  # real git/DVC repositories, queues and servers
 
 SWEEPS = """
 tiny:
@@ -113,31 +112,10 @@ def test_invalid_set_is_refused_before_queueing(swept):
     assert unknown.returncode == 2 and "unknown sweep 'nope'" in unknown.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sweep_logs_to_a_real_mlflow_server(tmp_path_factory):
     root, env = make_project(tmp_path_factory.mktemp("served"), TINY, {"sweeps.yaml": SWEEPS})
     store = tmp_path_factory.mktemp("server")
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
-         "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
+    with mlflow_server(f"sqlite:///{store}/mlflow.db", store / "artifacts", env) as uri:
         env = env | {"MLFLOW_TRACKING_URI": uri}
         sweep(root, env, "run", "tiny", "--seeds", "1", "--jobs", "2")
         runs = parent_runs(uri)
@@ -147,6 +125,3 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path_factory):
         assert len(runs) == 2 + 2 * 2  # parents + fold children
         assert all(r.info.status == "FINISHED" for r in runs)
         assert not (root / "mlflow.db").exists()  # the explicit URI won
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

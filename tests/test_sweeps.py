@@ -7,19 +7,20 @@ import subprocess
 import pytest
 import yaml
 
-from src import models, params, sweep, sweeps
-from src.errors import ParamError
+from src.core import errors, models, naming, params
+from src.core.errors import ParamError
+from src.experiments import dvc_queue, efficiency, exp_show, sweep_spec
 from tests.conftest import REPO
 
 BASE = params.read_yaml(REPO / "params.yaml")
 
 
-def parse(spec: dict, name="s") -> sweeps.Sweep:
-    return sweeps.parse_sweep(name, spec, BASE)
+def parse(spec: dict, name="s") -> sweep_spec.Sweep:
+    return sweep_spec.parse_sweep(name, spec, BASE)
 
 
 def test_every_sweep_in_the_repo_is_valid():
-    loaded = sweeps.load(REPO / "sweeps.yaml", BASE)
+    loaded = sweep_spec.load(REPO / "sweeps.yaml", BASE)
     expected = {"dropout", "batchnorm", "norm", "conv_dropout", "depth", "depth_deep", "width",
                 "pooling", "interactions", "combined", "mlp_width", "mlp_depth", "batch_size",
                 "lr", "epochs", "optimizer", "precision", "recipe"}
@@ -41,30 +42,30 @@ def test_grid_is_the_cartesian_product_with_fixed_values():
 def test_seeds_replicate_every_configuration_and_names_identify_them():
     s = parse({"grid": {"train.dropout": [0.0, 0.3]}, "baseline": {"train.dropout": 0.3}},
               name="dropout")
-    exps = sweeps.expand(s, 3, BASE, {"prepare.train_size": 2000})
+    exps = sweep_spec.expand(s, 3, BASE, {"prepare.train_size": 2000})
     assert len(exps) == 6 and len({e.name for e in exps}) == 6
     assert exps[0].name == "dropout--dropout=0.0--s0"
     assert [e.overrides["train.seed"] for e in exps] == [0, 1, 2, 0, 1, 2]
     assert exps[4].set_args() == ["-S", "train.dropout=0.3", "-S", "prepare.train_size=2000",
                                   "-S", "train.seed=1"]
-    assert sweeps.parse_name(exps[4].name) == {"sweep": "dropout", "config": "dropout=0.3", "seed": "1"}
-    assert sweeps.parse_name("workspace") is None and sweeps.parse_name("a--b--x1") is None
+    assert naming.parse_name(exps[4].name) == {"sweep": "dropout", "config": "dropout=0.3", "seed": "1"}
+    assert naming.parse_name("workspace") is None and naming.parse_name("a--b--x1") is None
 
 
 def test_values_are_written_for_dvc_exactly():
-    assert sweeps.format_value(0.0003) == "0.0003"
-    assert sweeps.format_value(1e-05) == "0.00001"
-    assert sweeps.format_value([32, 64]) == "[32, 64]"
-    assert sweeps.format_value(True) == "true"
+    assert naming.format_value(0.0003) == "0.0003"
+    assert naming.format_value(1e-05) == "0.00001"
+    assert naming.format_value([32, 64]) == "[32, 64]"
+    assert naming.format_value(True) == "true"
     for value in (0.0003, 1e-05, 0.3, 3.0, [1, 2], "batch"):  # DVC reads -S values as YAML
-        assert yaml.safe_load(sweeps.format_value(value)) == value
+        assert yaml.safe_load(naming.format_value(value)) == value
 
 
 def test_labels_are_valid_git_ref_parts():
-    label = sweeps.config_label({"train.conv_channels": [32, 64], "train.norm": "batch"})
+    label = naming.config_label({"train.conv_channels": [32, 64], "train.norm": "batch"})
     assert label == "conv_channels=32-64,norm=batch"
-    assert sweeps.config_label({}) == "base"
-    assert sweeps.config_label({"train.x": "a b:c"}) == "x=a-b-c"
+    assert naming.config_label({}) == "base"
+    assert naming.config_label({"train.x": "a b:c"}) == "x=a-b-c"
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -87,15 +88,15 @@ def test_set_overrides_win_and_are_validated_naming_every_experiment():
     s = parse({"grid": {"train.dropout": [0.0, 0.3]}, "baseline": {"train.dropout": 0.3}},
               name="dropout")
     with pytest.raises(ParamError) as caught:
-        sweeps.expand(s, 2, BASE, {"train.dropout": 1.5})
+        sweep_spec.expand(s, 2, BASE, {"train.dropout": 1.5})
     message = str(caught.value)
     assert "4 of 4 experiments" in message and "nothing was queued" in message
     for name in ("dropout--dropout=0.0--s0", "dropout--dropout=0.3--s1"):
         assert name in message
-    assert sweeps.parse_set("train.lr=1e-3") == ("train.lr", "1e-3")  # validated as a number later
-    assert sweeps.parse_set("train.conv_channels=[8, 16]") == ("train.conv_channels", [8, 16])
+    assert sweep_spec.parse_set("train.lr=1e-3") == ("train.lr", "1e-3")  # validated as a number later
+    assert sweep_spec.parse_set("train.conv_channels=[8, 16]") == ("train.conv_channels", [8, 16])
     with pytest.raises(ParamError, match="section.key=value"):
-        sweeps.parse_set("epochs")
+        sweep_spec.parse_set("epochs")
 
 
 def test_parse_queue_status():
@@ -106,7 +107,7 @@ c9aa651  dropout--dropout=0.5--s0    01:42 PM   Queued
 
 Worker status: 1 active, 0 idle
 """
-    tasks = sweep.parse_queue_status(text)
+    tasks = dvc_queue.parse_queue_status(text)
     assert [(t.task_id, t.status) for t in tasks] == [
         ("b85a03f", "Running"), ("03799c7", "Failed"), ("c9aa651", "Queued")]
     assert tasks[1].name == "dropout--dropout=0.3--s0"
@@ -126,17 +127,17 @@ def test_parse_exp_show_reads_states_and_metrics():
                                           "error": {"msg": "Experiment run failed"}}]},
         ]},
     ]
-    outcomes = sweep.parse_exp_show(shown)
+    outcomes = exp_show.outcomes(shown)
     # 50 fold-epochs of 8,000 training images (4 of 5 folds of 10,000)
-    assert outcomes["a--x--s0"] == sweep.Outcome("a--x--s0", "completed", 0.88, 170.5, 400_000)
+    assert outcomes["a--x--s0"] == exp_show.Outcome("a--x--s0", "completed", 0.88, 170.5, 400_000)
     assert outcomes["a--y--s0"].state == "failed"
     assert outcomes["a--y--s0"].train_seconds is None
 
 
 def test_efficiency_is_training_time_over_the_workers_wall_time():
-    outcomes = [sweep.Outcome(f"e{i}", "completed", 0.9, seconds, 400_000)
+    outcomes = [exp_show.Outcome(f"e{i}", "completed", 0.9, seconds, 400_000)
                 for i, seconds in enumerate([300.0, 280.0, 320.0])]
-    measured = sweep.efficiency(outcomes, workers=2, wall_seconds=500.0)
+    measured = efficiency.efficiency(outcomes, workers=2, wall_seconds=500.0)
     assert measured.training_share == pytest.approx(900 / 1000)
     assert measured.samples_per_second == pytest.approx(1_200_000 / 500)
     assert "3 experiments in 500 s on 2 worker(s): 1.20 M training samples, 2,400 samples/s" \
@@ -145,41 +146,42 @@ def test_efficiency_is_training_time_over_the_workers_wall_time():
     record = measured.record("dropout", threads=1)
     assert (record["training_share"], record["train_samples"], record["workers"]) == (0.9, 1_200_000, 2)
     # An experiment DVC restored from its run cache did not train: its metrics are an earlier run's.
-    tasks = [sweep.Task(f"t{i}", o.name, "Success") for i, o in enumerate(outcomes)]
-    tasks.append(sweep.Task("t9", "failed-one", "Failed"))
-    counted, cached = sweep.trained_outcomes(tasks, {o.name: o for o in outcomes}, {"e0", "e2"})
+    tasks = [dvc_queue.Task(f"t{i}", o.name, "Success") for i, o in enumerate(outcomes)]
+    tasks.append(dvc_queue.Task("t9", "failed-one", "Failed"))
+    counted, cached = efficiency.trained_outcomes(tasks, {o.name: o for o in outcomes}, {"e0", "e2"})
     assert ([o.name for o in counted], cached) == (["e0", "e2"], ["e1"])
     # Nothing to measure, or an experiment without a training time: no figure rather than a wrong one.
-    assert sweep.efficiency([], 2, 500.0) is None
-    assert sweep.efficiency(outcomes + [sweep.Outcome("f", "completed", 0.9)], 2, 500.0) is None
+    assert efficiency.efficiency([], 2, 500.0) is None
+    assert efficiency.efficiency(outcomes + [exp_show.Outcome("f", "completed", 0.9)], 2, 500.0) is None
 
 
 def test_progress_line_and_threads():
     from collections import Counter
-    line = sweep.progress_line(Counter(Success=3, Failed=1, Running=2, Queued=4), 10, 0.0)
+    line = dvc_queue.progress_line(Counter(Success=3, Failed=1, Running=2, Queued=4), 10, 0.0)
     assert "done 3, failed 1, running 2, queued 4 of 10" in line
-    assert sweep.threads_per_worker(64) == 1
+    assert dvc_queue.threads_per_worker(64) == 1
 
 
 def test_orphans_are_running_tasks_that_no_process_runs():
-    tasks = [sweep.Task("aaa1111", "x--a--s0", "Running"), sweep.Task("bbb2222", "x--b--s0", "Running"),
-             sweep.Task("ccc3333", "x--c--s0", "Queued")]
+    tasks = [dvc_queue.Task("aaa1111", "x--a--s0", "Running"),
+             dvc_queue.Task("bbb2222", "x--b--s0", "Running"),
+             dvc_queue.Task("ccc3333", "x--c--s0", "Queued")]
     runs = "python dvc exp exec-run --infofile /r/.dvc/tmp/exps/run/aaa1111ffee/aaa1111ffee.run"
-    assert [t.task_id for t in sweep.orphans(tasks, runs)] == ["bbb2222"]
+    assert [t.task_id for t in dvc_queue.orphans(tasks, runs)] == ["bbb2222"]
 
 
 def test_workers_are_counted_from_their_processes_not_from_dvc_queue_status(monkeypatch, tmp_path):
-    prefix = sweep.worker_node_prefix(tmp_path)
+    prefix = dvc_queue.worker_node_prefix(tmp_path)
     cmdlines = [f"/v/bin/python /v/bin/dvc exp queue-worker {prefix}1@localhost --clean",
                 f"/v/bin/python /v/bin/dvc exp queue-worker {prefix}3@localhost",
                 "/v/bin/python /v/bin/dvc exp queue-worker dvc-exp-abcdef-2@localhost",  # other repo
                 f"/v/bin/python /v/bin/dvc queue start -j 2 {prefix}2@localhost",  # not a worker
                 "python -m src.train"]
-    assert sweep.parse_worker_serials(cmdlines, prefix) == {1, 3}
+    assert dvc_queue.parse_worker_serials(cmdlines, prefix) == {1, 3}
     # Busy workers miss celery's broadcast: `dvc queue status` said 0 while two were training.
-    monkeypatch.setattr(sweep, "dvc", lambda *a, **k: "Worker status: 0 active, 0 idle\n")
-    monkeypatch.setattr(sweep, "live_workers", lambda: {1, 2})
-    assert sweep.queue_state() == ([], 2)
+    monkeypatch.setattr(dvc_queue, "dvc", lambda *a, **k: "Worker status: 0 active, 0 idle\n")
+    monkeypatch.setattr(dvc_queue, "live_workers", lambda: {1, 2})
+    assert dvc_queue.queue_state() == ([], 2)
 
 
 def test_worker_node_names_match_dvcs_own(tmp_path):
@@ -187,45 +189,47 @@ def test_worker_node_names_match_dvcs_own(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     repo = Repo.init(str(tmp_path))
     wdir_hash = hashlib.sha256(repo.experiments.celery_queue.wdir.encode("utf-8")).hexdigest()[:6]
-    assert sweep.worker_node_prefix(tmp_path) == f"dvc-exp-{wdir_hash}-"
+    assert dvc_queue.worker_node_prefix(tmp_path) == f"dvc-exp-{wdir_hash}-"
 
 
 def test_start_workers_starts_only_the_missing_ones(monkeypatch):
     spawned = []
-    monkeypatch.setattr(sweep, "live_workers", lambda: {1, 3})
-    monkeypatch.setattr(sweep, "spawn_worker", spawned.append)
-    assert sweep.start_workers(3) == [2]
+    monkeypatch.setattr(dvc_queue, "live_workers", lambda: {1, 3})
+    monkeypatch.setattr(dvc_queue, "spawn_worker", spawned.append)
+    assert dvc_queue.start_workers(3) == [2]
     assert spawned == [2]
 
 
 def test_finished_tasks_holding_a_name_to_queue_are_removed_in_one_call(monkeypatch):
     calls = []
-    monkeypatch.setattr(sweep, "dvc", lambda *args, check=True: calls.append(args))
-    tasks = [sweep.Task("t1", "s--a--s0", "Failed"), sweep.Task("t2", "s--b--s0", "Queued"),
-             sweep.Task("t3", "s--c--s0", "Success"), sweep.Task("t4", "other--s0", "Failed")]
-    sweep.remove_finished_tasks(["s--a--s0", "s--c--s0", "s--d--s0"], tasks)
+    monkeypatch.setattr(dvc_queue, "dvc", lambda *args, check=True: calls.append(args))
+    tasks = [dvc_queue.Task("t1", "s--a--s0", "Failed"), dvc_queue.Task("t2", "s--b--s0", "Queued"),
+             dvc_queue.Task("t3", "s--c--s0", "Success"), dvc_queue.Task("t4", "other--s0", "Failed")]
+    dvc_queue.remove_finished_tasks(["s--a--s0", "s--c--s0", "s--d--s0"], tasks)
     assert calls == [("queue", "remove", "s--a--s0", "s--c--s0")]  # not the queued, not `other`
-    sweep.remove_finished_tasks(["s--b--s0", "s--d--s0"], tasks)
+    dvc_queue.remove_finished_tasks(["s--b--s0", "s--d--s0"], tasks)
     assert len(calls) == 1  # nothing finished holds these names: no call at all
 
 
 def test_a_sweep_tops_up_workers_that_died_while_experiments_are_queued(monkeypatch, capsys):
     """One of two workers died (as DVC's file queue makes them do): start the missing one, once
     two polls agree, and not while every queued experiment has a worker."""
-    running, queued = sweep.Task("aaa1111", "x--a--s0", "Running"), sweep.Task("bbb2222", "x--b--s0", "Queued")
+    running = dvc_queue.Task("aaa1111", "x--a--s0", "Running")
+    queued = dvc_queue.Task("bbb2222", "x--b--s0", "Queued")
     polls = iter([([running, queued], 1), ([running, queued], 1), ([running, queued], 2),
-                  ([running, sweep.Task("bbb2222", "x--b--s0", "Running")], 2),
-                  ([sweep.Task("aaa1111", "x--a--s0", "Success"),
-                    sweep.Task("bbb2222", "x--b--s0", "Success")], 1)])
+                  ([running, dvc_queue.Task("bbb2222", "x--b--s0", "Running")], 2),
+                  ([dvc_queue.Task("aaa1111", "x--a--s0", "Success"),
+                    dvc_queue.Task("bbb2222", "x--b--s0", "Success")], 1)])
     started = []
-    monkeypatch.setattr(sweep, "queue_state", lambda: next(polls))
-    monkeypatch.setattr(sweep, "live_runs", lambda: "exps/run/aaa1111 exps/run/bbb2222")
-    monkeypatch.setattr(sweep, "start_workers", started.append)
-    monkeypatch.setattr(sweep.time, "sleep", lambda _: None)
-    final = sweep.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2, query_every=0)
+    monkeypatch.setattr(dvc_queue, "queue_state", lambda: next(polls))
+    monkeypatch.setattr(dvc_queue, "live_runs", lambda: "exps/run/aaa1111 exps/run/bbb2222")
+    monkeypatch.setattr(dvc_queue, "start_workers", started.append)
+    monkeypatch.setattr(dvc_queue.time, "sleep", lambda _: None)
+    final = dvc_queue.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2, query_every=0)
     assert started == [2]  # after the second short poll only
     assert {t.status for t in final.values()} == {"Success"}
-    assert "1 of 2 queue workers alive, 1 experiment(s) queued: starting the missing ones" in capsys.readouterr().out
+    assert "1 of 2 queue workers alive, 1 experiment(s) queued: starting the missing ones" in \
+        capsys.readouterr().out
 
 
 def fake_dvc_runs(monkeypatch, results):
@@ -237,7 +241,7 @@ def fake_dvc_runs(monkeypatch, results):
         calls.append(cmd)
         code, out, err = results[len(calls) - 1]
         return subprocess.CompletedProcess(cmd, code, out, err)
-    monkeypatch.setattr(sweep.subprocess, "run", run)
+    monkeypatch.setattr(dvc_queue.subprocess, "run", run)
     return calls
 
 
@@ -248,28 +252,28 @@ MID_WRITE = (255, "Task  Name  Created  Status\n",
 
 def test_read_only_queries_retry_a_file_caught_mid_write(monkeypatch):
     calls = fake_dvc_runs(monkeypatch, [MID_WRITE, MID_WRITE, (0, "ok\n", "")])
-    assert sweep.dvc("queue", "status", read_only=True, sleep=lambda _: None) == "ok\n"
+    assert dvc_queue.dvc("queue", "status", read_only=True, sleep=lambda _: None) == "ok\n"
     assert len(calls) == 3
 
 
 def test_commands_that_change_the_queue_are_not_retried_on_errors(monkeypatch):
     calls = fake_dvc_runs(monkeypatch, [MID_WRITE, (0, "ok\n", "")])
-    with pytest.raises(sweep.TunelabError, match="Expecting value"):
-        sweep.dvc("exp", "run", "--queue", sleep=lambda _: None)
+    with pytest.raises(errors.TunelabError, match="Expecting value"):
+        dvc_queue.dvc("exp", "run", "--queue", sleep=lambda _: None)
     assert len(calls) == 1
 
 
 def test_a_persistent_read_error_is_reported_after_the_deadline(monkeypatch):
     fake_dvc_runs(monkeypatch, [MID_WRITE] * 3)
-    with pytest.raises(sweep.TunelabError, match="queue status"):
-        sweep.dvc("queue", "status", read_only=True, lock_wait=0.0, sleep=lambda _: None)
+    with pytest.raises(errors.TunelabError, match="queue status"):
+        dvc_queue.dvc("queue", "status", read_only=True, lock_wait=0.0, sleep=lambda _: None)
 
 
 def test_only_the_named_sweeps_are_checked_against_params():
-    small = sweeps.apply(BASE, {"train.conv_channels": [4, 8]})  # group norm (8 groups) can't fit 4
+    small = sweep_spec.apply(BASE, {"train.conv_channels": [4, 8]})  # group norm (8 groups) can't fit 4
     with pytest.raises(ParamError, match="sweep norm, configuration norm=group"):
-        sweeps.load(REPO / "sweeps.yaml", small)
-    assert list(sweeps.load(REPO / "sweeps.yaml", small, names=["dropout"])) == ["dropout"]
+        sweep_spec.load(REPO / "sweeps.yaml", small)
+    assert list(sweep_spec.load(REPO / "sweeps.yaml", small, names=["dropout"])) == ["dropout"]
 
 
 def fake_interpreter(monkeypatch, tmp_path, with_dvc: bool):
@@ -281,7 +285,7 @@ def fake_interpreter(monkeypatch, tmp_path, with_dvc: bool):
         tool = bindir / name
         tool.write_text('#!/bin/sh\necho "$0 $*"; command -v python\n')
         tool.chmod(0o755)
-    monkeypatch.setattr(sweep.sys, "executable", str(bindir / "python"))
+    monkeypatch.setattr(dvc_queue.sys, "executable", str(bindir / "python"))
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     return bindir
 
@@ -290,14 +294,14 @@ def test_dvc_and_the_stages_python_are_found_next_to_the_interpreter(monkeypatch
     # `.venv/bin/python -m src.sweep ...` without an activated venv: the venv's dvc runs, and the
     # stages it starts would run the venv's python.
     bindir = fake_interpreter(monkeypatch, tmp_path, with_dvc=True)
-    out = sweep.dvc("queue", "status")
+    out = dvc_queue.dvc("queue", "status")
     assert out.splitlines() == [f"{bindir}/dvc queue status", f"{bindir}/python"]
 
 
 def test_a_missing_dvc_is_a_clear_error(monkeypatch, tmp_path):
     fake_interpreter(monkeypatch, tmp_path, with_dvc=False)
-    with pytest.raises(sweep.TunelabError, match="`dvc` was not found next to .*`bash setup.sh`"):
-        sweep.dvc("queue", "status")
+    with pytest.raises(errors.TunelabError, match="`dvc` was not found next to .*`bash setup.sh`"):
+        dvc_queue.dvc("queue", "status")
 
 
 def test_training_flops_count_every_conv_and_linear_multiply_add():
@@ -312,27 +316,28 @@ def test_training_flops_count_every_conv_and_linear_multiply_add():
 
 
 def test_experiments_are_queued_longest_first_and_seeds_stay_in_order():
-    loaded = sweeps.load(REPO / "sweeps.yaml", BASE, names=["pooling", "dropout", "combined"])
-    pooling = sweeps.longest_first(sweeps.expand(loaded["pooling"], 2, BASE), BASE)
+    loaded = sweep_spec.load(REPO / "sweeps.yaml", BASE, names=["pooling", "dropout", "combined"])
+    pooling = sweep_spec.longest_first(sweep_spec.expand(loaded["pooling"], 2, BASE), BASE)
     assert [e.name for e in pooling] == ["pooling--pooling=none--s0", "pooling--pooling=none--s1",
                                          "pooling--pooling=max--s0", "pooling--pooling=max--s1"]
-    dropout = sweeps.expand(loaded["dropout"], 2, BASE)
-    assert sweeps.longest_first(dropout, BASE) == dropout  # equal costs: the sweep's order
-    epochs = sweeps.expand(loaded["dropout"], 1, BASE, {"train.epochs": 3})
-    assert sweeps.training_flops(sweeps.apply(BASE, epochs[0].overrides)) == pytest.approx(
-        sweeps.training_flops(BASE) * 3 / BASE["train"]["epochs"])
-    combined = sweeps.longest_first(sweeps.expand(loaded["combined"], 1, BASE), BASE)
-    costs = [sweeps.training_flops(sweeps.apply(BASE, e.overrides)) for e in combined]
+    dropout = sweep_spec.expand(loaded["dropout"], 2, BASE)
+    assert sweep_spec.longest_first(dropout, BASE) == dropout  # equal costs: the sweep's order
+    epochs = sweep_spec.expand(loaded["dropout"], 1, BASE, {"train.epochs": 3})
+    assert sweep_spec.training_flops(sweep_spec.apply(BASE, epochs[0].overrides)) == pytest.approx(
+        sweep_spec.training_flops(BASE) * 3 / BASE["train"]["epochs"])
+    combined = sweep_spec.longest_first(sweep_spec.expand(loaded["combined"], 1, BASE), BASE)
+    costs = [sweep_spec.training_flops(sweep_spec.apply(BASE, e.overrides)) for e in combined]
     assert costs == sorted(costs, reverse=True) and combined[0].config.startswith("conv_channels=64-128")
 
 
 def test_a_sweep_warns_once_per_configuration_before_queueing():
     s = parse({"configs": [{}, {"train.tta_hflip": True}, {"train.tta_hflip": True, "train.hflip": True}],
                "baseline": {}})
-    warnings = sweeps.config_warnings(sweeps.expand(s, 3, BASE), BASE)
+    warnings = sweep_spec.config_warnings(sweep_spec.expand(s, 3, BASE), BASE)
     assert len(warnings) == 1 and warnings[0].startswith("s--tta_hflip=true: warning")
-    shipped = sweeps.load(REPO / "sweeps.yaml", BASE)
-    assert [w for sw in shipped.values() for w in sweeps.config_warnings(sweeps.expand(sw, 1, BASE), BASE)
+    shipped = sweep_spec.load(REPO / "sweeps.yaml", BASE)
+    assert [w for sw in shipped.values()
+            for w in sweep_spec.config_warnings(sweep_spec.expand(sw, 1, BASE), BASE)
             if "tta_hflip" in w] == []
 
 
@@ -362,19 +367,19 @@ def test_the_queue_is_asked_only_when_its_processes_change(monkeypatch):
     """`dvc queue status` costs seconds of CPU: between a task's start and end, polls read only
     the process table; a change there, or an answer that leaves a Running task without a process,
     makes the next poll ask DVC."""
-    a, b = (sweep.Task(i, f"x--{i}--s0", "Running") for i in ("aaa1111", "bbb2222"))
+    a, b = (dvc_queue.Task(i, f"x--{i}--s0", "Running") for i in ("aaa1111", "bbb2222"))
     answers = iter([([a, b], 2),                                   # both start
-                    ([sweep.Task(a.task_id, a.name, "Success"), b], 2),  # a's process ended
-                    ([sweep.Task(a.task_id, a.name, "Success"), b], 2),  # b's process ended, DVC lags
-                    ([sweep.Task(a.task_id, a.name, "Success"),
-                      sweep.Task(b.task_id, b.name, "Success")], 2)])
+                    ([dvc_queue.Task(a.task_id, a.name, "Success"), b], 2),  # a's process ended
+                    ([dvc_queue.Task(a.task_id, a.name, "Success"), b], 2),  # b's process ended, DVC lags
+                    ([dvc_queue.Task(a.task_id, a.name, "Success"),
+                      dvc_queue.Task(b.task_id, b.name, "Success")], 2)])
     processes = iter(["run a, run b"] * 4 + ["run b"] * 3 + [""] * 10)
     runs = iter(["exps/run/aaa1111 exps/run/bbb2222", "exps/run/bbb2222", "", ""])
     asked = []
-    monkeypatch.setattr(sweep, "queue_processes", lambda: next(processes))
-    monkeypatch.setattr(sweep, "queue_state", lambda: asked.append(1) or next(answers))
-    monkeypatch.setattr(sweep, "live_runs", lambda: next(runs))
-    monkeypatch.setattr(sweep.time, "sleep", lambda _: None)
-    final = sweep.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2)
+    monkeypatch.setattr(dvc_queue, "queue_processes", lambda: next(processes))
+    monkeypatch.setattr(dvc_queue, "queue_state", lambda: asked.append(1) or next(answers))
+    monkeypatch.setattr(dvc_queue, "live_runs", lambda: next(runs))
+    monkeypatch.setattr(dvc_queue.time, "sleep", lambda _: None)
+    final = dvc_queue.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2)
     assert len(asked) == 4  # of 9 polls of the process table
     assert {t.status for t in final.values()} == {"Success"}

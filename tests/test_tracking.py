@@ -5,50 +5,51 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from src import tracking
+from src.core import errors
+from src.tracking import store, trackers
 
 
 def test_tracking_uri_rules(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert store.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     # A queued DVC experiment runs in a copy; DVC_ROOT names the real repository.
     monkeypatch.setenv("DVC_ROOT", "/repo/root")
-    assert tracking.tracking_uri() == "sqlite:////repo/root/mlflow.db"
+    assert store.tracking_uri() == "sqlite:////repo/root/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.tracking_uri() == "http://127.0.0.1:5000"  # explicit wins
+    assert store.tracking_uri() == "http://127.0.0.1:5000"  # explicit wins
 
 
 def test_flatten_keeps_finite_numbers_only():
     nested = {"test": {"accuracy": 0.9, "per_class": {"Bag": 1}}, "status": "ok",
               "cv": {"std": None, "nan": float("nan"), "flag": True}}
-    assert tracking.flatten(nested) == {"test.accuracy": 0.9, "test.per_class.Bag": 1.0}
+    assert store.flatten(nested) == {"test.accuracy": 0.9, "test.per_class.Bag": 1.0}
 
 
 def test_metric_names_group_by_split():
-    assert tracking.metric_name("val_acc") == "val/acc"
-    assert tracking.metric_name("train_loss") == "train/loss"
-    assert tracking.metric_name("lr") == "lr"
+    assert trackers.metric_name("val_acc") == "val/acc"
+    assert trackers.metric_name("train_loss") == "train/loss"
+    assert trackers.metric_name("lr") == "lr"
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def uri(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    return tracking.tracking_uri()
+    return store.tracking_uri()
 
 
-def test_init_store_is_idempotent_and_puts_artifacts_beside_the_db(store, tmp_path):
-    first = tracking.init_store(store)
-    assert tracking.init_store(store) == first
-    experiment = MlflowClient(store).get_experiment(first)
+def test_init_store_is_idempotent_and_puts_artifacts_beside_the_db(uri, tmp_path):
+    first = store.init_store(uri)
+    assert store.init_store(uri) == first
+    experiment = MlflowClient(uri).get_experiment(first)
     assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()
 
 
-def test_parent_child_runs_and_reopening(store, tmp_path, monkeypatch):
-    experiment = tracking.init_store(store)
-    mlflow = tracking.MLflowTracker(store, experiment, "exp-1", {"train.lr": 0.001},
+def test_parent_child_runs_and_reopening(uri, tmp_path, monkeypatch):
+    experiment = store.init_store(uri)
+    mlflow = trackers.MLflowTracker(uri, experiment, "exp-1", {"train.lr": 0.001},
                                     {"dvc.exp_name": "exp-1"})
     for fold in range(2):
         mlflow.start_fold(fold)
@@ -56,14 +57,14 @@ def test_parent_child_runs_and_reopening(store, tmp_path, monkeypatch):
             mlflow.log_epoch(fold, {"epoch": epoch, "val_acc": 0.5 + epoch / 10, "lr": 0.001})
         mlflow.end_fold(fold, "completed")
     handle = tmp_path / "mlflow_run.json"
-    tracking.save_handle(handle, mlflow)
+    store.save_handle(handle, mlflow.handle())
     assert set(json.loads(handle.read_text())) == {"experiment_id", "run_id"}
 
-    parent = tracking.ParentRun(handle)  # what plot does
+    parent = store.ParentRun(handle)  # what plot does
     parent.log_metrics({"test": {"accuracy": 0.91}})
     parent.finish()
 
-    client = MlflowClient(store)
+    client = MlflowClient(uri)
     runs = client.search_runs([experiment])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == mlflow.parent]
@@ -76,28 +77,28 @@ def test_parent_child_runs_and_reopening(store, tmp_path, monkeypatch):
     assert all(c.info.status == "FINISHED" for c in children)
 
 
-def test_abort_marks_open_runs_killed(store):
-    experiment = tracking.init_store(store)
-    mlflow = tracking.MLflowTracker(store, experiment, "exp", {}, {})
+def test_abort_marks_open_runs_killed(uri):
+    experiment = store.init_store(uri)
+    mlflow = trackers.MLflowTracker(uri, experiment, "exp", {}, {})
     mlflow.start_fold(0)
     mlflow.abort("KILLED")
-    statuses = {r.info.status for r in MlflowClient(store).search_runs([experiment])}
+    statuses = {r.info.status for r in MlflowClient(uri).search_runs([experiment])}
     assert statuses == {"KILLED"}
 
 
 def test_unusable_store_is_a_clear_error(tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
-    with pytest.raises(tracking.TunelabError, match="unusable"):
-        tracking.init_store(f"sqlite:///{tmp_path}/a-file/mlflow.db")
+    with pytest.raises(errors.TunelabError, match="unusable"):
+        store.init_store(f"sqlite:///{tmp_path}/a-file/mlflow.db")
 
 
-def test_trained_since_finds_the_sweeps_parent_runs_opened_since(store):
+def test_trained_since_finds_the_sweeps_parent_runs_opened_since(uri):
     import time
-    experiment = tracking.init_store(store)
-    assert tracking.trained_since(0.0, "s--", store) == set()
+    experiment = store.init_store(uri)
+    assert store.trained_since(0.0, "s--", uri) == set()
 
     def train(name):
-        run = tracking.MLflowTracker(store, experiment, name, {}, {"dvc.exp_name": name})
+        run = trackers.MLflowTracker(uri, experiment, name, {}, {"dvc.exp_name": name})
         run.start_fold(0)  # a child run: no dvc.exp_name tag of its own
         run.end_fold(0, "completed")
 
@@ -107,5 +108,5 @@ def test_trained_since_finds_the_sweeps_parent_runs_opened_since(store):
     time.sleep(0.01)
     for name in ("s--b--s0", "other--a--s0"):
         train(name)
-    assert tracking.trained_since(since, "s--", store) == {"s--b--s0"}
-    assert tracking.trained_since(0.0, "s--", store) == {"s--a--s0", "s--b--s0"}
+    assert store.trained_since(since, "s--", uri) == {"s--b--s0"}
+    assert store.trained_since(0.0, "s--", uri) == {"s--a--s0", "s--b--s0"}

@@ -28,23 +28,21 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import statistics
 import sys
 from pathlib import Path
 
-from src.errors import ParamError
+from src.core import paths
+from src.core.errors import ParamError
+from src.core.naming import parse_trial_name
 
-SEARCH_DIR = Path(".tunelab/search")  # one Optuna journal per search (git-ignored)
 STEPS_PER_FOLD = 10_000               # intermediate-value step = fold * STEPS_PER_FOLD + epoch
-_TRIAL_NAME = re.compile(r"(?P<search>[A-Za-z0-9_]+)--t(?P<number>\d+)--s\d+")
 RULES = {"median": {"warmup_epochs": 0, "min_trials": 1},
          "halving": {"min_epochs": 1, "eta": 3, "min_trials": 1}}
 
 
 def journal_path(search: str, root: Path | None = None) -> Path:
-    from src.tracking import repo_root
-    return (root or repo_root()) / SEARCH_DIR / f"{search}.journal"
+    return (root or paths.repo_root()) / paths.SEARCH_JOURNALS / f"{search}.journal"
 
 
 def open_journal(path: Path):
@@ -52,12 +50,6 @@ def open_journal(path: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     return JournalStorage(JournalFileBackend(str(path)))
-
-
-def parse_trial_name(name: str | None) -> tuple[str, int] | None:
-    """``lr_dropout--t007--s0`` -> ``("lr_dropout", 7)``; None for any other name."""
-    match = _TRIAL_NAME.fullmatch(name or "")
-    return (match["search"], int(match["number"])) if match else None
 
 
 def step_of(fold: int, epoch: int) -> int:

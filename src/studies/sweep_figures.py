@@ -1,4 +1,5 @@
-"""Figures of a study report (`python -m src.study`): data in, :class:`Figure` out.
+"""Figures of a study report (`python -m src.study`, src/studies/sweep_study.py): data in,
+:class:`Figure` out.
 
 The builders take the study's summary table (one row per configuration with the columns of
 ``reports/study/<sweep>/summary.csv``: ``config``, ``n``, ``cv_mean``, ``cv_ci_low``,
@@ -22,7 +23,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from src import stats, sweeps
+from src.core import naming, stats
+from src.experiments import sweep_spec
 
 VAL_COLOR, TRAIN_COLOR, BASE_COLOR, FRONT_COLOR = "tab:blue", "tab:green", "tab:orange", "tab:red"
 CI_NOTE = "error bars: 95% CI over seeds"
@@ -30,13 +32,13 @@ CI_NOTE = "error bars: 95% CI over seeds"
 
 # --- the sweep's design --------------------------------------------------------------------------
 
-def grid_factors(sweep: sweeps.Sweep) -> tuple[tuple[str, str], dict[str, tuple[str, str]]] | None:
+def grid_factors(sweep: sweep_spec.Sweep) -> tuple[tuple[str, str], dict[str, tuple[str, str]]] | None:
     """A full two-way grid: the factor names and each configuration's (level_a, level_b); either
     two varied keys, or one key whose values are pairs (hidden_units [a, b]: layer 1 x layer 2)."""
     key = sweep.varied[0] if len(sweep.varied) == 1 else None
     if len(sweep.varied) == 2 and all(k in c for c in sweep.configs for k in sweep.varied):
         names = tuple(k.split(".")[-1] for k in sweep.varied)
-        cells = {sweep.label(c): tuple(sweeps.format_value(c[k]) for k in sweep.varied)
+        cells = {sweep.label(c): tuple(naming.format_value(c[k]) for k in sweep.varied)
                  for c in sweep.configs}
     elif key and all(isinstance(c.get(key), list) and len(c[key]) == 2 for c in sweep.configs):
         field = key.split(".")[-1]
@@ -53,19 +55,19 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def factor_key(sweep: sweeps.Sweep) -> str | None:
+def factor_key(sweep: sweep_spec.Sweep) -> str | None:
     """The one factor of a one-factor sweep: the only varied key, or (optimizer: each at its own
     lr) the categorical key whose value differs in every configuration; set in every config."""
     candidates = sweep.varied if len(sweep.varied) == 1 else [
         k for k in sweep.varied if all(isinstance(c.get(k), str) for c in sweep.configs)]
     for key in candidates:
-        values = [sweeps.format_value(c[key]) for c in sweep.configs if key in c]
+        values = [naming.format_value(c[key]) for c in sweep.configs if key in c]
         if len(values) == len(sweep.configs) == len(set(values)):
             return key
     return None
 
 
-def plan(sweep: sweeps.Sweep, grid) -> list[tuple[str, str]]:
+def plan(sweep: sweep_spec.Sweep, grid) -> list[tuple[str, str]]:
     """(file name, kind) of every figure the sweep gets; ``grid`` is :func:`grid_factors`'s."""
     key = factor_key(sweep)
     values = [c.get(key) for c in sweep.configs]
@@ -334,7 +336,7 @@ def pareto(summary: pd.DataFrame, baseline: str) -> Figure:
     return fig
 
 
-def build_all(sweep: sweeps.Sweep, summary: pd.DataFrame, grid,
+def build_all(sweep: sweep_spec.Sweep, summary: pd.DataFrame, grid,
               curves: pd.DataFrame | None = None) -> dict[str, Figure]:
     """File name -> Figure for every figure :func:`plan` lists that the data allows."""
     base, key = sweep.baseline_label, factor_key(sweep)

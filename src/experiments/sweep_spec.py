@@ -1,9 +1,8 @@
 """Sweep definitions (sweeps.yaml): load, validate, expand into named DVC experiments.
 
-Pure: no DVC, no files but the YAML it is given. An experiment's name says where it belongs:
-``<sweep>--<config>--s<seed>``, e.g. ``interactions--dropout=0.3,norm=batch--s2``, so
-`dvc exp show` groups by sweep, and train tags the MLflow run from the name alone
-(:func:`parse_name`).
+No DVC, no files but the YAML it reads. An experiment's name says where it belongs
+(:mod:`src.core.naming`): ``<sweep>--<config>--s<seed>``, e.g.
+``interactions--dropout=0.3,norm=batch--s2``.
 
 Every configuration is checked against the params schema before anything is queued: a sweep with
 one bad value fails as a whole, naming the sweep, the configuration and the key. Experiments are
@@ -14,18 +13,15 @@ from __future__ import annotations
 
 import copy
 import itertools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from src import params
-from src.errors import ParamError
-
-SEP = "--"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")  # git ref names refuse spaces, ~^:?*[\ and more
+from src.core import naming, params, paths
+from src.core.errors import ParamError, TunelabError
+from src.core.naming import config_label, format_value
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class Experiment:
 
     @property
     def name(self) -> str:
-        return f"{self.sweep}{SEP}{self.config}{SEP}s{self.seed}"
+        return naming.experiment_name(self.sweep, self.config, self.seed)
 
     def set_args(self) -> list[str]:
         """``dvc exp run`` arguments: ``-S key=value`` for every override."""
@@ -61,38 +57,6 @@ class Experiment:
         for key, value in self.overrides.items():
             args += ["-S", f"{key}={format_value(value)}"]
         return args
-
-
-def format_value(value: Any) -> str:
-    """A value as DVC's -S reads it (YAML): lists in flow style, floats as exact decimals."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    if isinstance(value, float):
-        text = repr(value)  # shortest exact round-trip: 0.0003, not 0.00030000000000000003
-        return text if ("e" not in text and "." in text) else f"{value:.17f}".rstrip("0")
-    return str(value)
-
-
-def config_label(config: dict) -> str:
-    """``{"train.dropout": 0.3, "train.norm": "batch"}`` -> ``dropout=0.3,norm=batch``."""
-    if not config:
-        return "base"
-    parts = []
-    for key, value in config.items():
-        shown = "-".join(map(str, value)) if isinstance(value, (list, tuple)) else \
-            format_value(value)
-        parts.append(f"{key.split('.')[-1]}={shown}")
-    return _UNSAFE.sub("-", ",".join(parts))
-
-
-def parse_name(name: str) -> dict[str, str] | None:
-    """``dropout--dropout=0.3--s1`` -> ``{"sweep": "dropout", "config": "dropout=0.3", "seed": "1"}``."""
-    parts = name.split(SEP)
-    if len(parts) != 3 or not re.fullmatch(r"s\d+", parts[2]):
-        return None
-    return {"sweep": parts[0], "config": parts[1], "seed": parts[2][1:]}
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -145,7 +109,7 @@ def parse_sweep(name: str, spec: Any, base_params: dict) -> Sweep:
     if unknown:
         raise ParamError(f"sweep {name}: unknown field(s) {sorted(unknown)}; allowed: "
                          f"description, grid, configs, fixed, baseline")
-    if SEP in name or _UNSAFE.search(name):
+    if not naming.is_valid_study_name(name):
         raise ParamError(f"sweep {name!r}: use letters, digits and _ in sweep names")
     configs = _configs(name, spec)
     for config in configs:
@@ -183,26 +147,29 @@ def load(path: str | Path, base_params: dict, names=None) -> dict[str, Sweep]:
 
 def training_flops(merged: dict) -> float:
     """Training FLOPs of one experiment with these params (every fold, every epoch): an estimate
-    of its cost, to order the queue. Imports torch, so only call it when queueing."""
-    from src import models  # here, not at the top: `sweep list` / `status` need no torch
-    from src.train import model_args
+    of its cost, to order the queue."""
+    from src.core import (  # torch: `sweep list` and `status` need none
+        checkpoints,
+        models,
+    )
     sections = params.validate_all(merged)
     prepare, train = sections["prepare"], sections["train"]
-    model = models.build(train.model, **model_args(train))
+    model = checkpoints.build_model(train)
     samples_per_fold = prepare.train_size * (prepare.cv_folds - 1) / prepare.cv_folds
     return (models.training_flops_per_sample(model) * samples_per_fold * train.epochs
             * prepare.cv_folds)
 
 
 def config_warnings(experiments: list[Experiment], base_params: dict) -> list[str]:
-    """The train stage's warnings (:func:`src.train.config_warnings`), once per configuration, so
-    that a sweep says so before it queues, not in a queue worker's log. Imports torch."""
-    from src.train import config_warnings as train_warnings
+    """The train stage's warnings (:func:`src.core.engine.config_warnings`), once per configuration,
+    so that a sweep says so before it queues, not in a queue worker's log."""
+    from src.core import engine  # torch, as in training_flops
     one_per_config = {exp.config: exp for exp in experiments}  # the seeds share their warnings
     warnings = []
     for exp in one_per_config.values():
         train_cfg = params.validate_all(apply(base_params, exp.overrides))["train"]
-        warnings += [f"{exp.sweep}{SEP}{exp.config}: {w}" for w in train_warnings(train_cfg)]
+        warnings += [f"{exp.sweep}{naming.SEP}{exp.config}: {w}"
+                     for w in engine.config_warnings(train_cfg)]
     return warnings
 
 
@@ -238,3 +205,23 @@ def expand(sweep: Sweep, seeds: int, base_params: dict, extra: dict | None = Non
         raise ParamError(f"{len(refused)} of {len(refused) + len(experiments)} experiments of sweep "
                          f"{sweep.name} have invalid params; nothing was queued:\n" + "\n".join(refused))
     return experiments
+
+
+def sweep_names(path: Path = paths.SWEEPS) -> list[str]:
+    """The sweeps declared in sweeps.yaml, unparsed."""
+    return list(params.read_yaml(path)) if path.exists() else []
+
+
+def check_sweep_name(name: str, path: Path = paths.SWEEPS) -> None:
+    if name not in sweep_names(path):
+        raise TunelabError(f"unknown sweep {name!r}; sweeps in {path}: "
+                           f"{', '.join(sweep_names(path))}")
+
+
+def load_sweeps(names=None) -> tuple[dict, dict[str, Sweep]]:
+    """params.yaml and the sweeps of sweeps.yaml (all, or ``names``; an unknown name is refused)."""
+    for name in names or ():
+        check_sweep_name(name)
+    base = params.read_yaml(paths.PARAMS)
+    params.validate_all(base)
+    return base, load(paths.SWEEPS, base, names)

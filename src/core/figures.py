@@ -19,6 +19,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from src.core import metrics
+
+DPI = 120  # every PNG tunelab writes (stage figures, study figures, the LR range test)
 TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"
 FEW_EPOCHS = 15  # below this, curves get point markers: a 1-epoch run would otherwise draw nothing
 
@@ -43,12 +46,12 @@ def class_codes(labels, class_names: Sequence[str]) -> np.ndarray:
 
 
 def confusion_counts(actual, predicted, class_names: Sequence[str]) -> np.ndarray:
-    """(C, C) counts: row = true class, column = predicted class."""
+    """(C, C) counts: row = true class, column = predicted class (:func:`metrics.confusion` of the
+    labels' codes)."""
     a, p = class_codes(actual, class_names), class_codes(predicted, class_names)
     if len(a) != len(p):
         raise ValueError(f"{len(a)} actual labels but {len(p)} predictions")
-    n = len(class_names)
-    return np.bincount(a * n + p, minlength=n * n).reshape(n, n)
+    return metrics.confusion(a, p, len(class_names))
 
 
 def row_normalised(counts: np.ndarray) -> np.ndarray:
@@ -134,7 +137,7 @@ def per_class_accuracy(actual, predicted, class_names: Sequence[str],
     """Horizontal bars of each class's accuracy (recall) over all given predictions, in class
     order top to bottom, with the value at the end of each bar and the macro mean as a line."""
     counts = confusion_counts(actual, predicted, class_names)
-    recall = np.diag(row_normalised(counts))  # (C,), NaN for a class with no test images
+    recall = metrics.per_class_accuracy(counts)  # (C,), NaN for a class with no test images
     heights = np.nan_to_num(recall, nan=0.0)
 
     fig = Figure(figsize=(7.5, 0.42 * len(class_names) + 1.6), layout="constrained")

@@ -19,9 +19,11 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
-from src import exp_show, pruning, sweeps
-from src.searches import Search
-from src.study_report import EXCLUDED, _f, _table
+from src.core import naming
+from src.core.status import EXCLUDED, usable
+from src.experiments import exp_show
+from src.experiments.search_spec import Search
+from src.studies.sweep_report import fmt, md_table
 
 TOP = 10  # trials shown in the ranking figure and the report's table
 METRICS = {"cv_accuracy": ("cv", "val_accuracy", "mean"),
@@ -40,19 +42,19 @@ def trials_frame(shown: list, search: Search) -> pd.DataFrame:
     keys = [d.key for d in search.space]
     rows = []
     for name, head, _ in exp_show.newest_experiments(
-            shown, lambda n: (pruning.parse_trial_name(n) or ("",))[0] == search.name):
+            shown, lambda n: (naming.parse_trial_name(n) or ("",))[0] == search.name):
         data = head.get("data") or {}
         flat, metrics = exp_show.flat_params(data), exp_show.metrics_of(data)
         failed = bool(head.get("error")) or not metrics
         full = exp_show.number(flat.get("prepare.cv_folds")) * \
             exp_show.number(flat.get("train.epochs"))
         rows.append({
-            "name": name, "rev": head.get("rev"), "trial": pruning.parse_trial_name(name)[1],
+            "name": name, "rev": head.get("rev"), "trial": naming.parse_trial_name(name)[1],
             "seed": flat.get("train.seed"),
             "state": "failed" if failed else str(metrics.get("status", "failed")),
             "reason": exp_show.get(head, ("error", "msg")) or metrics.get("reason") or "",
             **{k: flat.get(k) if isinstance(flat.get(k), (int, float, str)) else
-               sweeps.format_value(flat.get(k)) for k in keys},
+               naming.format_value(flat.get(k)) for k in keys},
             **{column: exp_show.number(exp_show.get(metrics, path))
                for column, path in METRICS.items()},
             "full_epochs": full})
@@ -67,7 +69,7 @@ def shared_settings(shown: list, search: Search, base: dict) -> dict:
     space = {d.key for d in search.space} | set(search.fixed) | {"train.seed"}
     shared = None
     for _, head, _ in exp_show.newest_experiments(
-            shown, lambda n: (pruning.parse_trial_name(n) or ("",))[0] == search.name):
+            shown, lambda n: (naming.parse_trial_name(n) or ("",))[0] == search.name):
         flat = {k: v for k, v in exp_show.flat_params(head.get("data") or {}).items()
                 if k not in space}
         shared = flat if shared is None else {k: v for k, v in shared.items()
@@ -78,7 +80,8 @@ def shared_settings(shown: list, search: Search, base: dict) -> dict:
 
 
 def completed(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[~frame["state"].isin(EXCLUDED) & frame["cv_accuracy"].notna()]
+    """The trials that enter the ranking: the same filter as a sweep's study."""
+    return usable(frame)
 
 
 def ranked(frame: pd.DataFrame) -> pd.DataFrame:
@@ -172,7 +175,7 @@ def history_figure(frame: pd.DataFrame) -> Figure:
 
 def trial_label(row: dict, search: Search) -> str:
     values = ", ".join(f"{d.key.split('.')[-1]}={_short(row[d.key])}" for d in search.space)
-    return f"t{int(row['trial']):03d}: {values}"
+    return f"{naming.trial_config(int(row['trial']))}: {values}"
 
 
 def _short(value) -> str:
@@ -251,11 +254,11 @@ def confirm_snippet(frame: pd.DataFrame, search: Search, top: int = 3) -> list[s
     """sweeps.yaml text that confirms the best ``top`` trials over seeds."""
     configs = []
     for row in ranked(frame).to_dict("records"):
-        config = ", ".join(f"{d.key}: {sweeps.format_value(row[d.key])}" for d in search.space)
+        config = ", ".join(f"{d.key}: {naming.format_value(row[d.key])}" for d in search.space)
         if config not in configs:  # a sampler may propose the same values twice
             configs.append(config)
     configs = configs[:top]
-    fixed = ", ".join(f"{k}: {sweeps.format_value(v)}" for k, v in search.fixed.items())
+    fixed = ", ".join(f"{k}: {naming.format_value(v)}" for k, v in search.fixed.items())
     return ["```yaml", f"{search.name}_confirm:", f"  description: best trials of search "
             f"{search.name}, over seeds", *([f"  fixed: {{{fixed}}}"] if fixed else []),
             "  configs:", *(f"    - {{{c}}}" for c in configs),
@@ -265,34 +268,34 @@ def confirm_snippet(frame: pd.DataFrame, search: Search, top: int = 3) -> list[s
 def render(search: Search, frame: pd.DataFrame, importances: dict[str, float], note: str,
            cost: dict, figures: list[str], settings: dict | None = None) -> str:
     settings = settings or {}
-    sets = " ".join("--set " + shlex.quote(f"{k}={sweeps.format_value(v)}")
+    sets = " ".join("--set " + shlex.quote(f"{k}={naming.format_value(v)}")
                     for k, v in settings.items())
     states = ", ".join(f"{n} {s}" for s, n in frame["state"].value_counts().items())
     keys = [d.key for d in search.space]
-    rows = [[i + 1, f"t{int(r['trial']):03d}", *(_short(r[k]) for k in keys),
-             f"{_f(r['cv_accuracy'])} [{_f(r['cv_ci_low'])}, {_f(r['cv_ci_high'])}]",
-             _f(r["test_accuracy"]), _f(r["params"], ",.0f"), _f(r["epochs"], ".0f")]
+    rows = [[i + 1, naming.trial_config(int(r['trial'])), *(_short(r[k]) for k in keys),
+             f"{fmt(r['cv_accuracy'])} [{fmt(r['cv_ci_low'])}, {fmt(r['cv_ci_high'])}]",
+             fmt(r["test_accuracy"]), fmt(r["params"], ",.0f"), fmt(r["epochs"], ".0f")]
             for i, r in enumerate(ranked(frame).head(TOP).to_dict("records"))]
     lines = [f"# Search: {search.name}", "", *([search.description, ""] if search.description else []),
              f"{len(frame)} trials ({states}). Objective: CV validation accuracy (mean over the "
              "folds, final epoch); the test set was not used to rank and is shown as "
              "confirmation only.", "",
              *([f"Every trial ran with these values that differ from params.yaml: "
-                f"{', '.join(f'`{k}={sweeps.format_value(v)}`' for k, v in settings.items())}. "
+                f"{', '.join(f'`{k}={naming.format_value(v)}`' for k, v in settings.items())}. "
                 "Accuracies are comparable with each other, not with the defaults' results.",
                 ""] if settings else []),
              "**One seed per trial**: the intervals are 95% CIs over the trial's CV folds (how "
              "precisely it was measured), not over seeds. Differences between the top trials "
              "smaller than these intervals are not evidence; confirm the best ones over seeds "
              "with a sweep (below).", "", f"## The best {min(TOP, len(rows))} trials", "",
-             *(_table(["rank", "trial", *keys, "CV val acc [95% CI, folds]", "test acc",
+             *(md_table(["rank", "trial", *keys, "CV val acc [95% CI, folds]", "test acc",
                        "params", "fold-epochs"], rows) if rows else ["no completed trial"]),
              "", "## Parameter importance", ""]
     if importances:
         lines += [f"fANOVA on the {len(completed(frame))} completed trials (Optuna's evaluator, "
                   "seed 0): the share of the CV accuracy's variance each parameter explains. "
                   "Indicative with few trials.", "",
-                  *_table(["parameter", "importance"],
+                  *md_table(["parameter", "importance"],
                           [[k, f"{v:.3f}"] for k, v in importances.items()])]
     else:
         lines.append(note)
@@ -301,7 +304,7 @@ def render(search: Search, frame: pd.DataFrame, importances: dict[str, float], n
               f"{cost['train_seconds']:.0f} s of training.",
               f"- {cost['pruned']} pruned; running them to the end would have taken "
               f"{cost['epochs_without_pruning']:.0f} fold-epochs: pruning saved "
-              f"{_f(cost['saved_share'], '.0%')} of the training (an upper bound where early "
+              f"{fmt(cost['saved_share'], '.0%')} of the training (an upper bound where early "
               "stopping would have ended a trial sooner)." if cost["pruned"] else
               "- no trial was pruned.", ""]
     if len(completed(frame)):

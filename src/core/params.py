@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from src.errors import ParamError
+from src.core.errors import ParamError
 
 N_CLASSES = 10
 IMAGE_SIDE = 28

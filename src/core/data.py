@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.errors import DataError
+from src.core.errors import DataError
 
 FILES = {  # role -> file stem, as published
     "train_images": "train-images-idx3-ubyte",
@@ -38,11 +38,13 @@ SHA256 = {  # of the decompressed files; same values as torchvision's and the pu
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
-MIRRORS = (
+# $FASHION_MNIST_MIRRORS (space-separated URLs of folders) replaces these, e.g. with a local mirror.
+MIRRORS = tuple(os.environ.get("FASHION_MNIST_MIRRORS", "").split()) or (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Where Debian's dataset-fashion-mnist installs the files ($TUNELAB_DEBIAN_DIR moves it for tests).
+DEBIAN_DIR = Path(os.environ.get("TUNELAB_DEBIAN_DIR", "/usr/share/datasets/fashion-mnist"))
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -85,7 +87,7 @@ def expected_checksums() -> dict[str, str]:
     try:
         sums = json.loads(Path(override).read_text())
     except (OSError, ValueError) as error:
-        raise DataError(f"TUNELAB_CHECKSUMS={override}: cannot read a JSON of sums ({error})")
+        raise DataError(f"TUNELAB_CHECKSUMS={override}: cannot read a JSON of sums ({error})") from None
     missing = set(SHA256) - set(sums)
     if missing:
         raise DataError(f"TUNELAB_CHECKSUMS={override} lacks sums for {sorted(missing)}")
@@ -158,6 +160,15 @@ def locate(raw_dir: Path, mirrors=MIRRORS) -> Path:
             return folder
     download(raw_dir, mirrors)
     return raw_dir
+
+
+def load_prepared(path: Path) -> dict[str, np.ndarray]:
+    """Read the prepared dataset that `prepare` wrote (train, evaluate, plot and lr_find use it)."""
+    try:
+        with np.load(path) as npz:
+            return {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"{path} not found: run `dvc repro prepare` first") from None
 
 
 def load(folder: Path) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 A search has a description, a `space` (params key -> uniform | loguniform | int | categorical), an
 optional `fixed` mapping, `pruner` and `startup_trials`. Every bound and every categorical choice is
 checked against the params schema on load, so a bad space fails before anything is queued, naming
-the search and the key. src/search.py runs the searches.
+the search and the key. src/experiments/optuna_search.py runs them.
 """
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ import difflib
 import itertools
 import json
 import math
-import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
-from src import params, pruning, sweeps
-from src.errors import ParamError
+from src.core import naming, params, paths
+from src.core.errors import ParamError
+from src.experiments import pruning, sweep_spec
 
-SEARCHES_FILE = Path("searches.yaml")
 SAMPLERS = ("tpe", "random")
 TYPES = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high"},
          "categorical": {"choices"}}
@@ -41,7 +44,7 @@ class Dimension:
     choices: tuple = ()
 
     def encode(self, value):  # Optuna takes str/int/float/bool choices: lists go as YAML text
-        return value if isinstance(value, (str, int, float, bool)) else sweeps.format_value(value)
+        return value if isinstance(value, (str, int, float, bool)) else naming.format_value(value)
 
     def decode(self, value):
         return next(c for c in self.choices if self.encode(c) == value) if self.choices else value
@@ -125,7 +128,7 @@ def parse_dimension(where: str, key: str, spec) -> Dimension:
 
 def parse_search(name: str, spec, base: dict, sweep_names=()) -> Search:
     where = f"search {name}"
-    _require(bool(re.fullmatch(r"[A-Za-z0-9_]+", str(name))),
+    _require(naming.is_valid_study_name(name),
              f"{where!r}: use letters, digits and _ in search names")
     _require(name not in sweep_names, f"{where}: sweeps.yaml has a sweep of that name too")
     _require(isinstance(spec, dict) and isinstance(spec.get("space"), dict) and bool(spec["space"]),
@@ -153,7 +156,7 @@ def check_values(search: Search, base: dict, extra: dict | None = None) -> None:
     _require(not clash, f"search {search.name}: --set {', '.join(clash)} is searched over; "
              "remove it from --set or from the space")
     try:  # the fixed values alone first: an error there is not a corner's fault
-        params.validate_all(sweeps.apply(base, search.fixed | extra))
+        params.validate_all(sweep_spec.apply(base, search.fixed | extra))
     except ParamError as error:
         raise ParamError(f"search {search.name}: {error}") from None
     probes = [[(d.key, v) for v in (d.choices or (d.low, d.high))] for d in search.space]
@@ -161,9 +164,9 @@ def check_values(search: Search, base: dict, extra: dict | None = None) -> None:
         ([p] for dim in probes for p in dim)
     for combo in combos:
         try:
-            params.validate_all(sweeps.apply(base, search.fixed | extra | dict(combo)))
+            params.validate_all(sweep_spec.apply(base, search.fixed | extra | dict(combo)))
         except ParamError as error:
-            at = ", ".join(f"{k}={sweeps.format_value(v)}" for k, v in combo)
+            at = ", ".join(f"{k}={naming.format_value(v)}" for k, v in combo)
             raise ParamError(f"search {search.name}, at {at}: {error}") from None
 
 
@@ -171,3 +174,19 @@ def load(path: Path, base: dict, sweep_names=(), names=None) -> dict[str, Search
     """The searches of a searches.yaml (all, or those in ``names``), validated against ``base``."""
     return {name: parse_search(name, spec, base, sweep_names)
             for name, spec in params.read_yaml(path).items() if names is None or name in names}
+
+
+def search_names(path: Path = paths.SEARCHES) -> list[str]:
+    """The searches declared in searches.yaml, unparsed."""
+    return list(params.read_yaml(path)) if path.exists() else []
+
+
+def load_search(name: str) -> Search:
+    """Search ``name`` of searches.yaml, validated against params.yaml (an unknown name is
+    refused, naming the searches there are)."""
+    if name not in search_names():
+        raise ParamError(f"unknown search {name!r}; searches in {paths.SEARCHES}: "
+                         f"{', '.join(search_names()) or 'none'}")
+    base = params.read_yaml(paths.PARAMS)
+    params.validate_all(base)
+    return load(paths.SEARCHES, base, sweep_spec.sweep_names(), names=[name])[name]

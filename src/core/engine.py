@@ -8,7 +8,7 @@ BatchNorm folded into the layer before it. Options for accuracy per CPU-second: 
 smoothing, batch-level flip and crop, a moving average of the weights (``ema``) and flip test-time
 augmentation (``tta_hflip``).
 
-``fit`` takes tensors and a :class:`~src.params.TrainParams` and returns a :class:`FitResult`; it
+``fit`` takes tensors and a :class:`~src.core.params.TrainParams` and returns a :class:`FitResult`; it
 never touches files or trackers: ``on_epoch`` receives each epoch's metrics.
 """
 
@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src import errors, models
-from src.params import TrainParams
+from src.core import errors, models
+from src.core.params import TrainParams
+from src.core.status import Status
 
 # A mean epoch loss this far above chance level (ln 10 for 10 classes) means the run has blown up:
 # with BatchNorm, an exploding LR gives huge but finite losses, so NaN checks alone miss it.
@@ -38,6 +39,12 @@ EVAL_BATCH = 256  # measured: 2.7x faster than 2048 on 2 cores (the batch stays 
 # 2,000-image sample saves ~4 s of predictions per experiment (the gap's standard error over five
 # folds goes from ~0.33 to ~0.37 points).
 TRAIN_ACC_SAMPLE = 10_000
+
+
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed of fold ``fold``'s run (initial weights, dropout, batch order): distinct per fold,
+    identical across re-runs."""
+    return seed * 1000 + fold
 
 
 def set_threads() -> int:
@@ -54,7 +61,7 @@ def set_threads() -> int:
 @dataclass
 class FitResult:
     history: list[dict] = field(default_factory=list)  # one dict per epoch
-    status: str = "completed"  # completed | early_stopped | diverged | pruned
+    status: Status = Status.COMPLETED  # COMPLETED | EARLY_STOPPED | DIVERGED | PRUNED
     reason: str = ""
     train_accuracy: float = float("nan")  # eval-mode accuracy at the end, on a fixed sample of
                                           # the training fold (train_sample_size images)
@@ -73,6 +80,22 @@ def native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a private op: an unknown answer is not a warning
         return True
+
+
+def config_warnings(cfg: TrainParams) -> list[str]:
+    """Settings that are allowed but almost certainly not what the user wants, as sentences
+    (`train` prints them; `sweep run` and `search` print them before they queue anything)."""
+    warnings = []
+    if cfg.precision == "bf16" and not native_bf16():
+        warnings.append("warning: train.precision=bf16 on a CPU without native bf16 (AVX-512 BF16 "
+                        "or AMX): it is emulated and trains several times slower than fp32 here; "
+                        "use fp32")
+    if cfg.tta_hflip and not cfg.hflip:
+        warnings.append("warning: train.tta_hflip=true with train.hflip=false: the model never "
+                        "sees mirrored images in training, and averaging over them costs accuracy "
+                        "(~7 points on Fashion-MNIST, whose shoes all face left); set "
+                        "train.hflip=true as well")
+    return warnings
 
 
 def to_tensor(images, mean: float, std: float) -> torch.Tensor:
@@ -220,25 +243,25 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
         result.history.append(row)
         stop = on_epoch(row) if on_epoch is not None else None
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)) or train_loss > DIVERGED_LOSS:
-            result.status = "diverged"
+            result.status = Status.DIVERGED
             result.reason = (f"loss diverged at epoch {epoch} (train {train_loss:.4g}, val "
                              f"{val_loss:.4g}; chance level is {math.log(10):.3g}): lower train.lr")
             break
-        if stop:  # the callback's reason to stop: a search pruned this trial (src/pruning.py)
-            result.status, result.reason = "pruned", str(stop)
+        if stop:  # the callback's reason to stop: a search pruned this trial (experiments/pruning.py)
+            result.status, result.reason = Status.PRUNED, str(stop)
             break
         if val_loss < best_val_loss:
             best_val_loss, stale = val_loss, 0
         else:
             stale += 1
             if cfg.patience and stale >= cfg.patience:
-                result.status = "early_stopped"
+                result.status = Status.EARLY_STOPPED
                 result.reason = f"val loss did not improve for {cfg.patience} epochs"
                 break
     result.seconds = time.perf_counter() - start
     if average is not None:  # the model keeps the averaged weights: what was validated is saved
         model.load_state_dict(average.module.state_dict())
-    if result.status != "diverged":
+    if result.status != Status.DIVERGED:
         sample = train_sample(len(x_train), seed, train_sample_size(len(x_val)))
         result.train_accuracy = loss_and_accuracy(
             predict(model, x_train[sample], cfg.precision, cfg.tta_hflip), y_train[sample])[1]

@@ -1,0 +1,139 @@
+"""Running a sweep on DVC's queue: what is left to run, queueing it, workers, waiting, the report.
+
+`run` validates every experiment first (nothing is queued if one is invalid), creates the MLflow
+store once (parallel workers would corrupt a fresh SQLite database), queues what is missing with
+``dvc exp run --queue -n <sweep>--<config>--s<seed> -S ...`` (longest first), starts J queue workers
+with $TUNELAB_THREADS = cores / J, shows progress, prints how well the sweep used its workers, and
+returns non-zero naming every failed experiment with the tail of its log (DVC's own queue exits 0
+when experiments fail). Run again after an interruption, it queues only what has not succeeded on
+the current commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+
+from src.core import naming
+from src.core.errors import TunelabError
+from src.core.status import Status
+from src.experiments import dvc_queue, efficiency, sweep_spec
+from src.experiments.exp_show import Outcome
+from src.tracking import store
+
+
+def plan(name: str, seeds: int, jobs: int, extra: dict) -> tuple[sweep_spec.Sweep,
+                                                                   list[sweep_spec.Experiment],
+                                                                   list[sweep_spec.Experiment]]:
+    """The sweep, its experiments (validated) and the same in queue order (longest first); the
+    train stage's warnings are printed once per configuration."""
+    base, loaded = sweep_spec.load_sweeps([name])
+    sweep = loaded[name]
+    experiments = sweep_spec.expand(sweep, seeds, base, extra)
+    if jobs < 1:
+        raise TunelabError(f"--jobs {jobs}: must be at least 1")
+    for warning in sweep_spec.config_warnings(experiments, base):
+        print(warning, file=sys.stderr)
+    return sweep, experiments, sweep_spec.longest_first(experiments, base)
+
+
+def print_dry_run(in_queue_order: list[sweep_spec.Experiment], note: str) -> None:
+    for exp in in_queue_order:
+        print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")
+    print(f"{len(in_queue_order)} experiments ({note}), longest first; nothing queued (--dry-run)")
+
+
+def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
+                    in_queue_order: list[sweep_spec.Experiment], jobs: int,
+                    poll: float) -> dict[str, Outcome]:
+    """Queue those of ``experiments`` that have not succeeded on this commit and are not queued,
+    run them on ``jobs`` workers, wait, print the efficiency; the outcomes of every experiment of
+    the current commit afterwards."""
+    tasks = dvc_queue.queue_tasks()
+    done = {n for n, o in dvc_queue.experiment_outcomes().items() if o.state != Status.FAILED}
+    pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
+    todo = [e for e in in_queue_order if e.name not in done and e.name not in pending]
+    resumed = [pending[e.name] for e in experiments if e.name in pending]
+    print(f"sweep {name}: {len(experiments)} experiments; "
+          f"{len(done & {e.name for e in experiments})} already succeeded on this commit, "
+          f"{len(resumed)} still queued, {len(todo)} to queue")
+    with store.store_lock():  # two sweeps starting at once must not both create the store
+        store.init_store()  # before any worker starts: a fresh SQLite store is created once
+    started, started_at = time.monotonic(), time.time()
+    task_ids = dvc_queue.enqueue(todo, tasks) | {t.task_id for t in resumed}
+    if not task_ids:
+        print("nothing to run")
+        return dvc_queue.experiment_outcomes()
+    threads = dvc_queue.threads_per_worker(jobs)
+    os.environ["TUNELAB_THREADS"] = str(threads)
+    dvc_queue.start_workers(jobs)
+    print(f"started {jobs} queue workers ({threads} threads each); Ctrl-C stops waiting, not the "
+          f"workers (`dvc queue stop` does)", flush=True)
+    ran = dvc_queue.wait_for(task_ids, len(task_ids), poll, jobs)
+    wall = time.monotonic() - started
+    outcomes = dvc_queue.experiment_outcomes()
+    if resumed:  # they started before this run: its wall time does not cover them
+        print(f"efficiency not measured: {len(resumed)} experiment(s) were queued before this run")
+    else:
+        efficiency.report_efficiency(name, list(ran.values()), outcomes, jobs, threads, wall,
+                                     started_at)
+    return outcomes
+
+
+def run(name: str, seeds: int, jobs: int, extra: dict, dry_run: bool = False,
+        poll: float = dvc_queue.POLL_SECONDS) -> int:
+    """`python -m src.sweep run`: 0 when every experiment succeeded, 1 otherwise."""
+    sweep, experiments, in_queue_order = plan(name, seeds, jobs, extra)
+    if dry_run:
+        print_dry_run(in_queue_order, f"{len(sweep.configs)} configurations x {seeds} seeds")
+        return 0
+    outcomes = run_experiments(name, experiments, in_queue_order, jobs, poll)
+    return report(sweep.name, experiments, outcomes)
+
+
+def report(name: str, experiments: list[sweep_spec.Experiment],
+           outcomes: dict[str, Outcome] | None = None) -> int:
+    """Print the outcome of every experiment of sweep or search ``name`` (``outcomes``: `dvc exp
+    show`'s, read here if not given); 1 if any failed or is missing."""
+    outcomes = dvc_queue.experiment_outcomes() if outcomes is None else outcomes
+    states = Counter()
+    failed = []
+    for exp in experiments:
+        outcome = outcomes.get(exp.name)
+        state = outcome.state if outcome else Status.FAILED
+        states[state] += 1
+        if state == Status.FAILED:
+            failed.append(exp.name)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    print(f"sweep {name}: {summary} (of {len(experiments)})")
+    diverged = [e.name for e in experiments if outcomes.get(e.name) and
+                outcomes[e.name].state == Status.DIVERGED]
+    if diverged:
+        print("diverged (recorded, see metrics.json status/reason): " + ", ".join(diverged))
+    pruned = [e.name for e in experiments if outcomes.get(e.name) and
+              outcomes[e.name].state == Status.PRUNED]
+    if pruned:
+        print("pruned by the search's rule: " + ", ".join(pruned))
+    for exp_name in failed:
+        print(f"FAILED {exp_name}; last lines of `dvc queue logs {exp_name}`:\n"
+              f"{dvc_queue.log_tail(exp_name)}")
+    return 1 if failed else 0
+
+
+def status_table(names: list[str]) -> str:
+    """`python -m src.sweep status`: per sweep, done / diverged / pruned / failed experiments of
+    this commit and its running / queued tasks."""
+    outcomes = dvc_queue.experiment_outcomes()
+    tasks = dvc_queue.queue_tasks()
+    lines = [f"{'sweep':<14} {'done':>5} {'diverged':>9} {'pruned':>7} {'failed':>7} "
+             f"{'running':>8} {'queued':>7}"]
+    for name in names:
+        prefix = f"{name}{naming.SEP}"
+        states = Counter(o.state for n, o in outcomes.items() if n.startswith(prefix))
+        queue = Counter(t.status for t in tasks if t.name.startswith(prefix))
+        done = sum(v for k, v in states.items() if Status(k).usable)
+        lines.append(f"{name:<14} {done:>5} {states[Status.DIVERGED]:>9} {states[Status.PRUNED]:>7} "
+                     f"{states[Status.FAILED]:>7} {queue['Running']:>8} {queue['Queued']:>7}")
+    return "\n".join(lines)

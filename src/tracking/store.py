@@ -1,0 +1,181 @@
+"""The MLflow store: where runs go, creating it once, and the run helpers every door uses.
+
+Where MLflow logs: ``$MLFLOW_TRACKING_URI`` if set (a shared ``mlflow server``, say), otherwise
+``sqlite:///<repo root>/mlflow.db`` with artifacts in ``<repo root>/mlartifacts`` (the repo root is
+``$DVC_ROOT`` inside DVC's temporary copies: :func:`src.core.paths.repo_root`). MLflow takes
+seconds to import, so it is imported where it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from src.core import atomic, naming, paths
+from src.core.errors import TunelabError
+
+EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "tunelab")
+# MLflow 3's UI opens an experiment in its GenAI view (traces, judges) unless the experiment says it
+# is about training models: this tag (the one the UI reads) opens it on its runs.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or \
+        f"sqlite:///{paths.repo_root() / paths.MLFLOW_DB}"
+
+
+def client(uri: str | None = None):
+    """An ``MlflowClient`` on ``uri`` (default: :func:`tracking_uri`)."""
+    from mlflow.tracking import (
+        MlflowClient,  # mlflow takes seconds to import: only when used
+    )
+    return MlflowClient(tracking_uri=uri or tracking_uri())
+
+
+def init_store(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
+    """Create the store (schema migration) and the experiment once; return the experiment id.
+
+    Run this before parallel workers start: several processes migrating a fresh SQLite database at
+    once corrupt it.
+    """
+    uri = uri or tracking_uri()
+    try:
+        mlflow = client(uri)
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG[0]) is None:  # a store made before the tag
+                mlflow.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND_TAG)
+            return found.experiment_id
+        # Artifacts next to the database, not relative to whichever directory created the experiment.
+        location = None if os.environ.get("MLFLOW_TRACKING_URI") else \
+            (paths.repo_root() / paths.MLFLOW_ARTIFACTS).as_uri()
+        try:
+            return mlflow.create_experiment(experiment, artifact_location=location,
+                                            tags=dict([EXPERIMENT_KIND_TAG]))
+        except Exception:  # another process created it in between
+            found = mlflow.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+            return found.experiment_id
+    except TunelabError:
+        raise
+    except Exception as error:
+        raise TunelabError(f"MLflow tracking store {uri} is unusable: {error}") from error
+
+
+def store_lock():
+    """An inter-process lock beside the default store, held while a sweep creates it."""
+    from filelock import FileLock
+    return FileLock(str(paths.repo_root() / ".mlflow.db.lock"))
+
+
+def trained_since(since: float, prefix: str, uri: str | None = None) -> set[str]:
+    """Names of the DVC experiments starting with ``prefix`` whose `train` stage ran since
+    ``since`` (seconds since the epoch): each opened an MLflow parent run. An experiment that DVC
+    restored from its run cache (the same stage, params and inputs ran before) opened none."""
+    mlflow = client(uri)
+    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    if found is None:
+        return set()
+    runs = mlflow.search_runs(
+        [found.experiment_id], max_results=50_000,  # the SQL store's limit per page
+        filter_string=f"attributes.start_time >= {int(since * 1000)} "
+                      f"and tags.`dvc.exp_name` LIKE '{prefix}%'")
+    return {run.data.tags["dvc.exp_name"] for run in runs}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_tags() -> dict[str, str]:
+    """Tags linking an MLflow run to its DVC experiment and git commit."""
+    name = os.environ.get("DVC_EXP_NAME", "workspace")
+    tags = {"dvc.exp_name": name}
+    tags |= {f"sweep.{k}" if k != "sweep" else k: v
+             for k, v in (naming.parse_name(name) or {}).items()}
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    commit = git_commit()
+    if commit:
+        tags["git.commit"] = tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, float]:
+    """``{"cv": {"val_accuracy": {"mean": x}}}`` -> ``{"cv.val_accuracy.mean": x}`` (numbers only)."""
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat
+
+
+def log_run(name: str, tags: dict[str, str], params: dict | None = None,
+            metrics: dict[str, float] | None = None,
+            artifacts: tuple[Path, str] | None = None) -> str:
+    """One finished MLflow run in the project's store (created first if need be): a study, an LR
+    range test. ``artifacts`` = (folder, artifact path); non-finite metrics are left out. Returns
+    the run id."""
+    from mlflow.entities import Metric, Param
+    uri = tracking_uri()
+    with store_lock():
+        experiment_id = init_store(uri)
+    mlflow = client(uri)
+    tags = {"git.commit": git_commit() or ""} | tags
+    run_id = mlflow.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    now = int(time.time() * 1000)
+    mlflow.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()
+                                      if isinstance(v, (int, float)) and math.isfinite(v)],
+                     params=[Param(k, str(v)) for k, v in (params or {}).items()])
+    if artifacts:
+        mlflow.log_artifacts(run_id, str(artifacts[0]), artifacts[1])
+    mlflow.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+class ParentRun:
+    """The parent run that train created, reopened by plot to add the results."""
+
+    def __init__(self, handle_file: Path):
+        try:
+            handle = json.loads(Path(handle_file).read_text())
+        except FileNotFoundError:
+            raise TunelabError(f"{handle_file} not found: run `dvc repro train` first") from None
+        self.client = client()  # the same rule train used to find the store
+        self.run_id = handle["run_id"]
+
+    def log_metrics(self, metrics: dict) -> None:
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, 0) for k, v in flatten(metrics).items()]
+        for i in range(0, len(items), 900):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(self.run_id, metrics=items[i:i + 900])
+
+    def log_artifacts(self, folder: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def save_handle(path: Path, handle: dict) -> None:
+    """The parent run's ids for `plot` (no URI: it is machine-specific; readers resolve it with
+    :func:`tracking_uri` again)."""
+    atomic.write_json(path, handle)

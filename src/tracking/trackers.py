@@ -1,0 +1,125 @@
+"""Experiment tracking behind one seam: the training loop talks to a :class:`Tracker`, which fans
+out to DVCLive (per-fold folders next to the stage's outputs) and MLflow (a parent run per pipeline
+run, a child run per fold, a metric per epoch). Tests pass :class:`NullTracker`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Protocol
+
+from src.core.status import Status
+from src.tracking import store
+
+
+class Tracker(Protocol):
+    def start_fold(self, fold: int) -> None: ...
+    def log_epoch(self, fold: int, metrics: dict[str, float]) -> None: ...
+    def end_fold(self, fold: int, status: str) -> None: ...
+
+
+class NullTracker:
+    def start_fold(self, fold: int) -> None:
+        pass
+
+    def log_epoch(self, fold: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def end_fold(self, fold: int, status: str) -> None:
+        pass
+
+
+def metric_name(key: str) -> str:
+    """``val_acc`` -> ``val/acc``: the names DVCLive and MLflow show grouped by split."""
+    split, _, name = key.partition("_")
+    return f"{split}/{name}" if name else key
+
+
+def live(folder: Path):
+    """A DVCLive logger that leaves dvc.yaml alone (the plots are declared there by hand; Live
+    would rewrite it otherwise) and makes no DVC experiment of its own."""
+    from dvclive import Live
+    return Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+class DVCLiveTracker:
+    """One DVCLive folder per fold (``<root>/fold_<k>``), step = epoch."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.live = None
+
+    def start_fold(self, fold: int) -> None:
+        self.live = live(self.root / f"fold_{fold}")
+
+    def log_epoch(self, fold: int, metrics: dict[str, float]) -> None:
+        self.live.step = int(metrics["epoch"])
+        for key, value in metrics.items():
+            if key != "epoch":
+                self.live.log_metric(metric_name(key), value)
+        self.live.next_step()
+
+    def end_fold(self, fold: int, status: str) -> None:
+        self.live.end()
+        self.live = None
+
+
+class MLflowTracker:
+    """A parent run for the pipeline run, a child run per fold with per-epoch metrics."""
+
+    def __init__(self, uri: str, experiment_id: str, run_name: str, params: dict, tags: dict):
+        from mlflow.entities import Param
+        self.client = store.client(uri)
+        self.uri, self.experiment_id = uri, experiment_id
+        self.parent = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        self.client.log_batch(self.parent, params=[Param(k, str(v)) for k, v in params.items()])
+        self.children: dict[int, str] = {}
+
+    def start_fold(self, fold: int) -> None:
+        run = self.client.create_run(self.experiment_id, run_name=f"fold-{fold}",
+                                     tags={"mlflow.parentRunId": self.parent, "fold": str(fold)})
+        self.children[fold] = run.info.run_id
+
+    def log_epoch(self, fold: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        step = int(metrics["epoch"])
+        batch = [Metric(metric_name(k), float(v), now, step) for k, v in metrics.items()
+                 if k != "epoch" and math.isfinite(v)]  # MLflow refuses NaN in some stores
+        self.client.log_batch(self.children[fold], metrics=batch)
+
+    def end_fold(self, fold: int, status: str) -> None:
+        self.client.set_terminated(self.children.pop(fold), status=Status(status).mlflow)
+
+    def finish(self, status: Status) -> None:
+        """End the parent run of a pipeline run whose training ended with ``status``."""
+        self.client.set_tag(self.parent, "status", str(status))
+        self.client.set_terminated(self.parent, status=status.mlflow)
+
+    def abort(self, status: str) -> None:
+        """End every open run with ``status`` (FAILED or KILLED)."""
+        for run_id in [*self.children.values(), self.parent]:
+            self.client.set_terminated(run_id, status=status)
+        self.children.clear()
+
+    def handle(self) -> dict:
+        return {"experiment_id": self.experiment_id, "run_id": self.parent}
+
+
+class FanOut:
+    def __init__(self, *trackers: Tracker):
+        self.trackers = trackers
+
+    def start_fold(self, fold: int) -> None:
+        for t in self.trackers:
+            t.start_fold(fold)
+
+    def log_epoch(self, fold: int, metrics: dict[str, float]) -> None:
+        for t in self.trackers:
+            t.log_epoch(fold, metrics)
+
+    def end_fold(self, fold: int, status: str) -> None:
+        for t in self.trackers:
+            t.end_fold(fold, status)
