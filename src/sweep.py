@@ -2,13 +2,14 @@
 
     python -m src.sweep list                                  # the sweeps and their sizes
     python -m src.sweep run dropout --seeds 3 --jobs 2        # queue, run 2 workers, wait, report
-    python -m src.sweep run dropout --seeds 3 --dry-run       # print what would be queued
+    python -m src.sweep run dropout --seeds 3 --dry-run       # what would be queued, how long
+    python -m src.sweep run dropout --seeds 3 --until-decided --max-seeds 10 --jobs 2
     python -m src.sweep run interactions --seeds 5 --set prepare.train_size=20000
     python -m src.sweep status [NAME]                         # done / diverged / failed / pending
 
-What `run` does is in src/experiments/sweep_runner.py; the queue client in
-src/experiments/dvc_queue.py. Exits 1 naming every failed experiment with the end of its log, 2 on
-bad input.
+What `run` does is in src/experiments/sweep_runner.py (adaptive seeds: src/experiments/adaptive.py);
+the queue client in src/experiments/dvc_queue.py. Exits 1 naming every failed experiment with the
+end of its log, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import argparse
 import sys
 
 from src.core import errors
-from src.experiments import dvc_queue, sweep_runner, sweep_spec
+from src.experiments import adaptive, dvc_queue, sweep_runner, sweep_spec
 
 
 def cmd_list() -> None:
@@ -35,11 +36,19 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the sweeps in sweeps.yaml and their sizes")
     run = sub.add_parser("run", help="queue a sweep, run it with parallel workers, report")
     run.add_argument("name")
-    run.add_argument("--seeds", type=int, default=1, help="replicates per configuration")
+    run.add_argument("--seeds", type=int, default=None,
+                     help="replicates per configuration (default 1; with --until-decided the "
+                          "first round's, default the sweep's `seeds`, 3)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add seeds in rounds to the configurations still undecided")
+    run.add_argument("--max-seeds", type=int, default=None,
+                     help="with --until-decided: the most seeds a configuration gets "
+                          "(default: the sweep's `max_seeds`, 10)")
     run.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a param for every experiment (repeatable)")
-    run.add_argument("--dry-run", action="store_true", help="print what would be queued")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print what would be queued and an estimate of the wall time")
     run.add_argument("--poll", type=float, default=dvc_queue.POLL_SECONDS, help=argparse.SUPPRESS)
     status = sub.add_parser("status", help="done / diverged / failed / running / queued per sweep")
     status.add_argument("name", nargs="?")
@@ -56,7 +65,15 @@ def main() -> None:
         print(sweep_runner.status_table([args.name] if args.name else sweep_spec.sweep_names()))
     else:
         extra = dict(sweep_spec.parse_set(item) for item in args.set or [])
-        code = sweep_runner.run(args.name, args.seeds, args.jobs, extra, args.dry_run, args.poll)
+        if args.until_decided:
+            code = adaptive.run(args.name, args.seeds, args.max_seeds, args.jobs, extra,
+                                args.dry_run, args.poll)
+        elif args.max_seeds is not None:
+            raise errors.TunelabError("--max-seeds goes with --until-decided (a fixed run takes "
+                                      "--seeds)")
+        else:
+            code = sweep_runner.run(args.name, args.seeds or 1, args.jobs, extra, args.dry_run,
+                                    args.poll)
         if code:
             sys.exit(code)
 

@@ -42,6 +42,8 @@ def all_sweeps():
 
 def test_plan_follows_each_sweeps_design(all_sweeps):
     names = {n: [f for f, _ in sf.plan(s, sf.grid_factors(s))] for n, s in all_sweeps.items()}
+    assert all(files[0] == "forest.png" for files in names.values())  # the decisions first
+    names = {n: files[1:] for n, files in names.items()}
     every = ["top_configurations.png", "pareto.png"]
     assert names["dropout"] == ["dropout_impact.png", *every]
     assert names["lr"] == ["lr_impact.png", *every]
@@ -203,3 +205,23 @@ def test_pareto_has_two_panels_and_marks_the_front():
     assert front.get_xdata().tolist() == [1e3, 1e4, 1e6]  # c is dearer and worse than b
     front = [ln for ln in right.lines if ln.get_gid() == "pareto-front"][0]
     assert front.get_xdata().tolist() == [1.0, 3.0]  # b cheapest, d best
+
+
+def test_forest_plot_shows_each_difference_its_interval_the_margin_band_and_the_verdict():
+    summary = pd.DataFrame({
+        "config": ["a", "b", "c"], "diff": [np.nan, 0.012, -0.001],
+        "diff_ci_low": [np.nan, 0.006, -0.003], "diff_ci_high": [np.nan, 0.018, 0.002],
+        "decision": ["baseline", "better", "equivalent"],
+        "verdict": ["baseline", "better", "equivalent within ±0.50 points"], "margin": 0.005})
+    fig = sf.forest(summary, "a", 0.005)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "b"]  # sweep order, top down
+    band = [p for p in ax.patches if p.get_label().startswith("±0.5 points")]
+    assert len(band) == 1
+    left, width = band[0].get_x(), band[0].get_width()
+    assert (left, left + width) == (pytest.approx(-0.5), pytest.approx(0.5))
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["equivalent within ±0.50 points", "better"]
+    intervals = [list(map(float, line.get_xdata())) for line in ax.lines
+                 if len(line.get_xdata()) == 2 and line.get_linewidth() == 2.2]
+    assert intervals == [[-0.3, 0.2], [pytest.approx(0.6), pytest.approx(1.8)]]

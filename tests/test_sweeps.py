@@ -75,7 +75,11 @@ def test_labels_are_valid_git_ref_parts():
     ({"grid": {"train.dropout": [0.1, 0.2]}, "baseline": {"train.dropout": 0.3}}, "baseline"),
     ({"grid": {"train.dropout": []}, "baseline": {}}, "non-empty list"),
     ({"baseline": {}}, "needs a grid or configs"),
-    ({"grid": {"train.dropout": [0.1]}, "baseline": {}, "seeds": 3}, "unknown field"),
+    ({"grid": {"train.dropout": [0.1]}, "baseline": {}, "seed": 3}, "unknown field"),
+    ({"grid": {"train.dropout": [0.1, 0.3]}, "baseline": {}, "margin": 5}, "margin = 5 must be"),
+    ({"grid": {"train.dropout": [0.1, 0.3]}, "baseline": {}, "seeds": 1}, "seeds = 1 must be"),
+    ({"grid": {"train.dropout": [0.1, 0.3]}, "baseline": {}, "seeds": 6, "max_seeds": 4},
+     "max_seeds = 4 must be at least seeds = 6"),
     ({"configs": [{}, {}], "baseline": {}}, "matches 2"),
 ])
 def test_bad_sweeps_are_refused_with_the_sweep_and_key(spec, message):
@@ -383,3 +387,18 @@ def test_the_queue_is_asked_only_when_its_processes_change(monkeypatch):
     final = dvc_queue.wait_for({"aaa1111", "bbb2222"}, 2, poll=0, jobs=2)
     assert len(asked) == 4  # of 9 polls of the process table
     assert {t.status for t in final.values()} == {"Success"}
+
+
+def test_the_design_comes_from_defaults_and_each_sweep_may_override_it(tmp_path):
+    (tmp_path / "sweeps.yaml").write_text(
+        "defaults: {margin: 0.01, max_seeds: 6}\n"
+        "a: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}}\n"
+        "b: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}, seeds: 4}\n")
+    loaded = sweep_spec.load(tmp_path / "sweeps.yaml", BASE)
+    assert set(loaded) == {"a", "b"}  # `defaults` is not a sweep
+    assert loaded["a"].design == sweep_spec.StudyDesign(margin=0.01, seeds=3, max_seeds=6)
+    assert loaded["b"].design == sweep_spec.StudyDesign(margin=0.01, seeds=4, max_seeds=6)
+    assert sweep_spec.sweep_names(tmp_path / "sweeps.yaml") == ["a", "b"]
+    (tmp_path / "sweeps.yaml").write_text("defaults: {margins: 0.01}\n")
+    with pytest.raises(ParamError, match="sweeps.yaml defaults: a mapping of margin, seeds"):
+        sweep_spec.load(tmp_path / "sweeps.yaml", BASE)

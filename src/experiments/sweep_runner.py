@@ -19,7 +19,7 @@ from collections import Counter
 from src.core import naming
 from src.core.errors import TunelabError
 from src.core.status import Status
-from src.experiments import dvc_queue, efficiency, sweep_spec
+from src.experiments import dvc_queue, efficiency, estimate, sweep_spec
 from src.experiments.exp_show import Outcome
 from src.tracking import store
 
@@ -43,6 +43,15 @@ def print_dry_run(in_queue_order: list[sweep_spec.Experiment], note: str) -> Non
     for exp in in_queue_order:
         print(f"dvc exp run --queue -n {exp.name} {' '.join(exp.set_args())}")
     print(f"{len(in_queue_order)} experiments ({note}), longest first; nothing queued (--dry-run)")
+
+
+def estimated_wall(experiments: list[sweep_spec.Experiment], base: dict, jobs: int,
+                   cache: dict) -> float:
+    """Estimated wall seconds of ``experiments`` on ``jobs`` workers (src/experiments/estimate.py)."""
+    threads = dvc_queue.threads_per_worker(jobs)
+    return estimate.wall_seconds(
+        [estimate.experiment_seconds(sweep_spec.apply(base, e.overrides), threads, cache)
+         for e in experiments], jobs)
 
 
 def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
@@ -84,10 +93,15 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
 
 def run(name: str, seeds: int, jobs: int, extra: dict, dry_run: bool = False,
         poll: float = dvc_queue.POLL_SECONDS) -> int:
-    """`python -m src.sweep run`: 0 when every experiment succeeded, 1 otherwise."""
+    """`python -m src.sweep run` (a fixed design): every configuration x ``seeds``; 0 when every
+    experiment succeeded, 1 otherwise."""
+    base = sweep_spec.load_sweeps([name])[0]
     sweep, experiments, in_queue_order = plan(name, seeds, jobs, extra)
     if dry_run:
         print_dry_run(in_queue_order, f"{len(sweep.configs)} configurations x {seeds} seeds")
+        wall = estimated_wall(experiments, base, jobs, {})
+        print(f"estimated wall time on {jobs} worker(s): {estimate.describe(wall)} "
+              f"(src/experiments/estimate.py: each configuration timed here on a few steps)")
         return 0
     outcomes = run_experiments(name, experiments, in_queue_order, jobs, poll)
     return report(sweep.name, experiments, outcomes)

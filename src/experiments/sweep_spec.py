@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,38 @@ from src.core import naming, params, paths
 from src.core.errors import ParamError, TunelabError
 from src.core.naming import config_label, format_value
 
+DEFAULTS = "defaults"  # the sweeps.yaml entry that holds every sweep's StudyDesign defaults
+DESIGN_FIELDS = ("margin", "seeds", "max_seeds")
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    """How a sweep's study decides: the practical margin and the adaptive seeds.
+
+    ``margin``: the smallest difference in CV accuracy that matters (a fraction: 0.005 = 0.5
+    accuracy points); smaller differences can be shown `equivalent`. ``seeds``: the seeds every
+    configuration gets first; ``max_seeds``: the most `sweep run --until-decided` gives one."""
+    margin: float = 0.005
+    seeds: int = 3
+    max_seeds: int = 10
+
+
+def parse_design(where: str, spec: dict, inherited: StudyDesign) -> StudyDesign:
+    """The design fields of a sweeps.yaml mapping (``where`` names it in errors) over ``inherited``."""
+    values = {k: spec[k] for k in DESIGN_FIELDS if k in spec}
+    margin = values.get("margin", inherited.margin)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
+        raise ParamError(f"{where}: margin = {margin!r} must be a number in (0, 1), an accuracy "
+                         f"difference such as 0.005 (0.5 points)")
+    seeds = values.get("seeds", inherited.seeds)
+    max_seeds = values.get("max_seeds", inherited.max_seeds)
+    for key, value in (("seeds", seeds), ("max_seeds", max_seeds)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 100:
+            raise ParamError(f"{where}: {key} = {value!r} must be an integer in [2, 100]")
+    if max_seeds < seeds:
+        raise ParamError(f"{where}: max_seeds = {max_seeds} must be at least seeds = {seeds}")
+    return StudyDesign(float(margin), seeds, max_seeds)
+
 
 @dataclass(frozen=True)
 class Sweep:
@@ -31,6 +64,7 @@ class Sweep:
     configs: tuple[dict, ...]  # each: params key -> value (fixed values included)
     baseline: dict
     varied: tuple[str, ...]    # the keys that differ between configurations
+    design: StudyDesign = StudyDesign()
 
     def label(self, config: dict) -> str:
         return config_label({k: config[k] for k in self.varied if k in config})
@@ -102,13 +136,17 @@ def _configs(name: str, spec: dict) -> list[dict]:
     return [fixed | c for c in combos]
 
 
-def parse_sweep(name: str, spec: Any, base_params: dict) -> Sweep:
+SWEEP_FIELDS = ("description", "grid", "configs", "fixed", "baseline", *DESIGN_FIELDS)
+
+
+def parse_sweep(name: str, spec: Any, base_params: dict,
+                defaults: StudyDesign = StudyDesign()) -> Sweep:
     if not isinstance(spec, dict):
         raise ParamError(f"sweep {name}: must be a mapping with grid/configs and baseline")
-    unknown = set(spec) - {"description", "grid", "configs", "fixed", "baseline"}
+    unknown = set(spec) - set(SWEEP_FIELDS)
     if unknown:
         raise ParamError(f"sweep {name}: unknown field(s) {sorted(unknown)}; allowed: "
-                         f"description, grid, configs, fixed, baseline")
+                         f"{', '.join(SWEEP_FIELDS)}")
     if not naming.is_valid_study_name(name):
         raise ParamError(f"sweep {name!r}: use letters, digits and _ in sweep names")
     configs = _configs(name, spec)
@@ -133,7 +171,8 @@ def parse_sweep(name: str, spec: Any, base_params: dict) -> Sweep:
     labels = [config_label({k: c[k] for k in varied if k in c}) for c in configs]
     if len(set(labels)) != len(labels):
         raise ParamError(f"sweep {name}: two configurations are identical")
-    return Sweep(name, str(spec.get("description", "")), tuple(configs), matches[0], varied)
+    return Sweep(name, str(spec.get("description", "")), tuple(configs), matches[0], varied,
+                 parse_design(f"sweep {name}", spec, defaults))
 
 
 def load(path: str | Path, base_params: dict, names=None) -> dict[str, Sweep]:
@@ -141,8 +180,18 @@ def load(path: str | Path, base_params: dict, names=None) -> dict[str, Sweep]:
     ``base_params`` (params.yaml). Only the named ones are validated: a sweep that does not fit
     the current params (e.g. group norm on 4 channels) must not block another."""
     data = params.read_yaml(path)
-    return {name: parse_sweep(name, spec, base_params) for name, spec in data.items()
-            if names is None or name in names}
+    defaults = load_defaults(data)
+    return {name: parse_sweep(name, spec, base_params, defaults) for name, spec in data.items()
+            if name != DEFAULTS and (names is None or name in names)}
+
+
+def load_defaults(data: dict) -> StudyDesign:
+    """The `defaults:` entry of sweeps.yaml content (margin, seeds, max_seeds for every sweep)."""
+    spec = data.get(DEFAULTS) or {}
+    if not isinstance(spec, dict) or set(spec) - set(DESIGN_FIELDS):
+        raise ParamError(f"sweeps.yaml {DEFAULTS}: a mapping of {', '.join(DESIGN_FIELDS)}; got "
+                         f"{spec!r}")
+    return parse_design(f"sweeps.yaml {DEFAULTS}", spec, StudyDesign())
 
 
 def training_flops(merged: dict) -> float:
@@ -185,14 +234,20 @@ def longest_first(experiments: list[Experiment], base_params: dict) -> list[Expe
     return sorted(experiments, key=lambda exp: -cost[exp.config])
 
 
-def expand(sweep: Sweep, seeds: int, base_params: dict, extra: dict | None = None) -> list[Experiment]:
-    """Every configuration x seed 0..seeds-1, with ``extra`` (``--set``) applied to each."""
-    if seeds < 1:
+def expand(sweep: Sweep, seeds: int | Sequence[int], base_params: dict, extra: dict | None = None,
+           configs: Collection[str] | None = None) -> list[Experiment]:
+    """Every configuration (or those labelled in ``configs``) x seed (0..seeds-1, or the seeds
+    listed), with ``extra`` (``--set``) applied to each; all validated, nothing returned if one
+    is invalid."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if isinstance(seeds, int) and seeds < 1:
         raise ParamError(f"--seeds {seeds}: must be at least 1")
     extra = extra or {}  # --set wins over the sweep's own values
     experiments, refused = [], []
     for config in sweep.configs:
-        for seed in range(seeds):
+        if configs is not None and sweep.label(config) not in configs:
+            continue
+        for seed in seed_list:
             overrides = config | extra | {"train.seed": seed}
             experiment = Experiment(sweep.name, sweep.label(config), seed, overrides)
             try:
@@ -206,10 +261,9 @@ def expand(sweep: Sweep, seeds: int, base_params: dict, extra: dict | None = Non
                          f"{sweep.name} have invalid params; nothing was queued:\n" + "\n".join(refused))
     return experiments
 
-
 def sweep_names(path: Path = paths.SWEEPS) -> list[str]:
-    """The sweeps declared in sweeps.yaml, unparsed."""
-    return list(params.read_yaml(path)) if path.exists() else []
+    """The sweeps declared in sweeps.yaml, unparsed (the `defaults:` entry is not a sweep)."""
+    return [n for n in params.read_yaml(path) if n != DEFAULTS] if path.exists() else []
 
 
 def check_sweep_name(name: str, path: Path = paths.SWEEPS) -> None:

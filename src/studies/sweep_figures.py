@@ -82,7 +82,9 @@ def plan(sweep: sweep_spec.Sweep, grid) -> list[tuple[str, str]]:
         own = [(f"{sweep.name}_comparison.png", "comparison"), ("learning_curves.png", "curves")]
     else:  # a list of full configurations (combined)
         own = [("learning_curves.png", "curves")]
-    return [*own, ("top_configurations.png", "top"), ("pareto.png", "pareto")]
+    # The forest plot first: the study's decisions at a glance.
+    return [("forest.png", "forest"), *own, ("top_configurations.png", "top"),
+            ("pareto.png", "pareto")]
 
 
 # --- data helpers --------------------------------------------------------------------------------
@@ -336,6 +338,46 @@ def pareto(summary: pd.DataFrame, baseline: str) -> Figure:
     return fig
 
 
+VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue",
+                  "undecided": "0.45", "not tested": "0.65"}
+
+
+def forest(summary: pd.DataFrame, baseline: str, margin: float) -> Figure:
+    """Each configuration's difference from the baseline (accuracy points) with its interval (the
+    study's corrected level, ``diff_ci_low`` / ``diff_ci_high``), the ±margin band shaded, the
+    verdict written beside each; rows in the sweep's order, the baseline left out.
+    ``summary`` needs config, diff, diff_ci_low, diff_ci_high, decision and verdict."""
+    rows = summary[summary["config"] != baseline].iloc[::-1]
+    fig = Figure(figsize=(9, 0.5 * len(rows) + 1.9), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))
+    ax.axvspan(-100 * margin, 100 * margin, color="tab:blue", alpha=0.12, zorder=0,
+               label=f"±{100 * margin:.2g} points (the margin)")
+    ax.axvline(0, color="black", linewidth=1, zorder=1)
+    diff = 100 * rows["diff"].to_numpy(float)
+    low, high = 100 * rows["diff_ci_low"].to_numpy(float), 100 * rows["diff_ci_high"].to_numpy(float)
+    colors = [VERDICT_COLORS.get(str(d), "0.45") for d in rows["decision"]]
+    has_ci = np.isfinite(low) & np.isfinite(high)
+    for yi, d, lo, hi, color, ok in zip(y, diff, low, high, colors, has_ci):
+        if ok:
+            ax.plot([lo, hi], [yi, yi], color=color, linewidth=2.2, zorder=2)
+        if np.isfinite(d):
+            ax.plot(d, yi, "o", color=color, markersize=7, zorder=3)
+    ax.set_yticks(y, list(rows["config"]), fontsize=8)
+    finite = [v for v in (*low, *high, *diff, -100 * margin, 100 * margin) if np.isfinite(v)]
+    left, right = min(finite), max(finite)
+    span = right - left or 1.0
+    ax.set_xlim(left - 0.05 * span, right + 0.55 * span)  # room for the verdicts on the right
+    for yi, verdict, color in zip(y, rows["verdict"], colors):
+        ax.text(right + 0.08 * span, yi, str(verdict), va="center", fontsize=8, color=color)
+    ax.set_xlabel(f"CV accuracy difference from the baseline {baseline} (points; interval at the "
+                  "study's corrected level)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    ax.set_title(f"Decisions against {baseline}", fontsize=10)
+    return fig
+
+
 def build_all(sweep: sweep_spec.Sweep, summary: pd.DataFrame, grid,
               curves: pd.DataFrame | None = None) -> dict[str, Figure]:
     """File name -> Figure for every figure :func:`plan` lists that the data allows."""
@@ -345,7 +387,10 @@ def build_all(sweep: sweep_spec.Sweep, summary: pd.DataFrame, grid,
     field = key.split(".")[-1] if key else ""
     built = {}
     for name, kind in plan(sweep, grid):
-        if kind == "heatmap":
+        if kind == "forest":
+            if {"decision", "diff_ci_low"} <= set(summary) and len(summary) > 1:
+                built[name] = forest(summary, base, float(summary["margin"].iloc[0]))
+        elif kind == "heatmap":
             built[name] = heatmap(*grid_matrices(summary, grid), baseline_cell=grid[1].get(base))
         elif kind == "impact":
             built[name] = factor_impact(rows, [values[c] for c in rows["config"]], field,
