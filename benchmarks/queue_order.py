@@ -5,7 +5,7 @@ each configuration's mean measured run time (train start to evaluate's end; DVC'
 and the plot stage, ~10-30 s per experiment whatever the order, are not in it), and replays the
 sweep on N workers that each take the next queued experiment when free (as DVC's queue workers
 do): once in the sweep's own order (configurations as sweeps.yaml lists them, seeds inside), once
-longest first (src/sweeps.py: `longest_first`, what `sweep run` queues now). Prints one
+longest first (src/experiments/sweep_spec.py: `longest_first`, what `sweep run` queues now). Prints one
 `name=value` per line: the makespan of each order, the workers' idle share, and the ratio.
 
 Run:  .venv/bin/python benchmarks/queue_order.py pooling [--seeds 3] [--jobs 2]
@@ -21,7 +21,6 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src import sweep as sweep_cli  # noqa: E402
 from src.core import errors  # noqa: E402
 from src.experiments import sweep_spec  # noqa: E402
 from src.tracking import store  # noqa: E402
@@ -58,7 +57,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    base, loaded = sweep_cli.load_sweeps([args.sweep])
+    base, loaded = sweep_spec.load_sweeps([args.sweep])
+    uri = store.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise errors.TunelabError(f"no MLflow store at {uri}: run the sweep first "
+                                  f"(`python -m src.sweep run {args.sweep} --seeds {args.seeds} "
+                                  f"--jobs {args.jobs}`)")
     sweep = loaded[args.sweep]
     in_sweep_order = sweep_spec.expand(sweep, args.seeds, base)
     seconds = measured_seconds(args.sweep)

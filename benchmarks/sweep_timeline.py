@@ -14,7 +14,13 @@ metric). Prints one `name=value` per line, in seconds:
   commit, the next workspace, `train`'s imports and MLflow set-up). Computed as the sums of the
   later starts minus the earlier ends, which does not depend on which worker ran which experiment.
 
+An earlier run of the same sweep: keep its record aside before the next run replaces it, then
+``--record COPY --until TIME`` (ISO 8601: only parent runs started before TIME, i.e. before the
+next run began). The 2026-11-30 10:27 column of docs/performance.md was computed that way.
+
 Run:  .venv/bin/python benchmarks/sweep_timeline.py dropout
+      .venv/bin/python benchmarks/sweep_timeline.py dropout --record /tmp/dropout-1027.json \
+          --until 2026-11-30T13:00:00+00:00
 """
 
 from __future__ import annotations
@@ -56,8 +62,9 @@ def timeline(runs: list[Run], started: float, workers: int) -> dict[str, float]:
     return figures
 
 
-def sweep_runs(name: str, since: float) -> list[Run]:
-    """The parent runs of sweep ``name`` started since ``since``, with their fold runs."""
+def sweep_runs(name: str, since: float, until: float = float("inf")) -> list[Run]:
+    """The parent runs of sweep ``name`` started since ``since`` (and before ``until``), with their
+    fold runs."""
     from mlflow.tracking import MlflowClient
     client = MlflowClient(store.tracking_uri())
     experiment = client.get_experiment_by_name(store.EXPERIMENT)
@@ -72,6 +79,8 @@ def sweep_runs(name: str, since: float) -> list[Run]:
             children.setdefault(parent, []).append(run)
     runs = []
     for run in found:
+        if run.info.start_time / 1000 >= until:
+            continue
         if run.data.tags.get("mlflow.parentRunId") or not run.data.tags.get(
                 "dvc.exp_name", "").startswith(f"{name}{naming.SEP}"):
             continue
@@ -86,14 +95,22 @@ def sweep_runs(name: str, since: float) -> list[Run]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="a sweep that `python -m src.sweep run` has finished")
+    parser.add_argument("--record", type=Path, help="the sweep's record (default "
+                                                    f"{paths.SWEEP_RECORDS}/NAME.json)")
+    parser.add_argument("--until", help="only parent runs started before this ISO 8601 time")
     args = parser.parse_args()
-    record_path = paths.SWEEP_RECORDS / f"{args.name}.json"
+    record_path = args.record or paths.SWEEP_RECORDS / f"{args.name}.json"
     if not record_path.exists():
         raise errors.TunelabError(f"{record_path} not found: run `python -m src.sweep run "
                                   f"{args.name}` first (it writes the record when it finishes)")
+    try:
+        until = datetime.fromisoformat(args.until).timestamp() if args.until else float("inf")
+    except ValueError:
+        raise errors.TunelabError(f"--until {args.until}: not an ISO 8601 time, e.g. "
+                                  "2026-11-30T13:00:00+00:00") from None
     record = json.loads(record_path.read_text())
     started = datetime.fromisoformat(record["finished"]).timestamp() - record["wall_seconds"]
-    runs = sweep_runs(args.name, started)
+    runs = sweep_runs(args.name, started, until)
     if not runs:
         raise errors.TunelabError(f"no finished MLflow runs of sweep {args.name!r} since its start "
                                   f"in {store.tracking_uri()}")

@@ -5,10 +5,10 @@ hits every variant alike):
   (a) usual         : the usual PyTorch style: a per-sample Dataset doing PIL image -> tensor ->
                       normalise, DataLoader(batch_size=64, shuffle=True), fp32, NCHW, the
                       textbook block order conv -> BatchNorm -> ReLU -> maxpool;
-  (b) fp32_textbook : tunelab's loop (src/engine.py: whole-tensor batches, channels_last, fused
+  (b) fp32_textbook : tunelab's loop (src/core/engine.py: whole-tensor batches, channels_last, fused
                       Adam), fp32, the textbook block order;
   (c) fp32          : the same with tunelab's model, which max-pools before the ReLU (the same
-                      function, see src/models.py);
+                      function, see src/core/models.py);
   (d) bf16          : (c) with `precision: bf16` (CPU autocast; the loss stays fp32).
 Prints one `name=value` per line: samples/s (median over rounds), seconds per 60,000-sample epoch,
 achieved GFLOP/s (training FLOPs counted from the model's layers), and speed-ups over (a).
