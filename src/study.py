@@ -26,6 +26,7 @@ Run    python -m src.study dropout              # after `python -m src.sweep run
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 
@@ -70,7 +71,20 @@ def study_search(search: search_spec.Search, shown: list) -> None:
     print(f"study {search.name}: {len(frame)} trials -> {folder}/: {', '.join(sorted(files))}")
 
 
-def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commits: bool) -> bool:
+def design_record(name: str) -> dict | None:
+    """The design `sweep run --until-decided` recorded in this clone, if any."""
+    path = paths.SWEEP_RECORDS / f"{name}.design.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise TunelabError(f"{path} is unreadable ({error}): remove it, or pass --seeds and "
+                           "--max-seeds") from None
+
+
+def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commits: bool,
+                args) -> bool:
     """A sweep's study written to reports/study/<sweep>/; False if it had nothing to study and
     ``quiet_if_empty`` (--all) let it be skipped."""
     try:
@@ -82,8 +96,10 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
         return False
     folder = paths.STUDY_REPORTS / sweep.name
     kinds = {kind for _, kind in sweep_figures.plan(sweep, sweep_figures.grid_factors(sweep))}
+    plan = sweep_study.study_plan(sweep, frame, args.seeds, args.max_seeds, args.margin,
+                                  design_record(sweep.name))
     files = sweep_study.build_study(
-        sweep, frame, sweep_study.read_histories(frame) if "curves" in kinds else None)
+        sweep, frame, sweep_study.read_histories(frame) if "curves" in kinds else None, plan)
     outputs.write_outputs(folder, files)
     outputs.log_to_mlflow(sweep.name, folder,
                           *sweep_study.sweep_run_record(sweep, files["summary.csv"], len(frame)))
@@ -97,11 +113,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every sweep that has experiments")
     p.add_argument("--all-commits", "-A", action="store_true",
                    help="experiments of every commit (the newest run of each name)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="the smallest CV accuracy difference that matters, e.g. 0.005 (0.5 points; "
+                        "default: sweeps.yaml's)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="the adaptive design's first seeds, as `sweep run --until-decided` ran it")
+    p.add_argument("--max-seeds", type=int, default=None,
+                   help="the adaptive design's most seeds, as `sweep run --until-decided` ran it")
     return p
 
 
 def main() -> None:
     args = parser().parse_args()
+    if args.margin is not None and not 0 < args.margin < 1:
+        raise TunelabError(f"--margin {args.margin}: must be in (0, 1), an accuracy difference "
+                           "such as 0.005 (0.5 points)")
     if bool(args.name) == args.all:
         raise TunelabError("name one sweep or search, or pass --all, e.g. "
                            "`python -m src.study dropout`")
@@ -121,7 +147,7 @@ def main() -> None:
         frame = sweep_study.experiments_frame(shown, sweep)
         if args.all and frame.empty:
             continue
-        written += study_sweep(sweep, frame, args.all, args.all_commits)
+        written += study_sweep(sweep, frame, args.all, args.all_commits, args)
     if not written:
         where = "in any commit" if args.all_commits else "on the current commit"
         raise TunelabError(f"no sweep has completed experiments {where}: run one first, e.g. "

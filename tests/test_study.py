@@ -15,7 +15,7 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from src import study
-from src.core import params, status
+from src.core import decide, params, status
 from src.core.errors import TunelabError
 from src.experiments import dvc_queue, sweep_spec
 from src.studies import outputs, sweep_report, sweep_study
@@ -27,6 +27,7 @@ DROPOUT = sweep_spec.parse_sweep("dropout", {"grid": {"train.dropout": [0.0, 0.3
 GRID = sweep_spec.parse_sweep("inter", {"grid": {"train.dropout": [0.0, 0.5],
                                              "train.norm": ["none", "batch"]},
                                     "baseline": {"train.dropout": 0.0, "train.norm": "none"}}, BASE)
+FIXED = sweep_study.Plan(decide.Design(2, 2), 0.005, "a fixed design", adaptive=False)
 
 
 def experiments(rows, sweep=DROPOUT) -> pd.DataFrame:
@@ -39,7 +40,8 @@ def experiments(rows, sweep=DROPOUT) -> pd.DataFrame:
             "sweep": sweep.name, "config": config, "name_config": config, "seed": seed,
             "state": state[0] if state else "completed", "reason": "loss nan" if state else "",
             "others": "", "cv_accuracy": cv, "test_accuracy": cv - 0.01, "params": 1000.0,
-            "seconds_per_epoch": 2.0, "train_val_gap": 0.05})
+            "seconds_per_epoch": 2.0, "train_val_gap": 0.05, "fold_epochs": 10.0,
+            "train_seconds": 20.0})
     return pd.DataFrame(records, columns=sweep_study.COLUMNS)
 
 
@@ -84,7 +86,7 @@ def test_comparisons_match_scipy_and_statsmodels():
     rows += [("dropout=0.0", s, v) for s, v in enumerate(paired)]
     rows += [("dropout=0.5", s, v) for s, v in enumerate(welch)]
     frame = experiments(rows).sample(frac=1.0, random_state=3)  # pairing goes by seed, not order
-    summary = sweep_study.summary_table(frame, DROPOUT)
+    summary = sweep_study.summary_table(frame, DROPOUT, FIXED)
 
     rel = sps.ttest_rel(paired, base)
     ind = sps.ttest_ind(welch, base, equal_var=False)
@@ -93,16 +95,22 @@ def test_comparisons_match_scipy_and_statsmodels():
     for config, res, p_holm, effect, test in (
             ("dropout=0.0", rel, holm[0], d.mean() / d.std(ddof=1), "paired"),
             ("dropout=0.5", ind, holm[1], hedges_g(welch, base), "welch")):
-        got, ci = row(summary, config), res.confidence_interval(0.95)
+        got = row(summary, config)
+        # Holm's step-down: the smaller p is tested at alpha / 2, the other at alpha once the
+        # first is rejected; the interval is the one at the level the comparison was tested at.
+        level = 0.05 / 2 if res.pvalue == min(rel.pvalue, ind.pvalue) or min(holm) >= 0.05 \
+            else 0.05
+        ci = res.confidence_interval(1 - level)
         assert got["test_used"] == test
         assert got["p_value"] == pytest.approx(res.pvalue, rel=1e-12)
         assert got["p_holm"] == pytest.approx(p_holm, rel=1e-12)
+        assert got["alpha_diff"] == pytest.approx(level)
         assert (got["diff_ci_low"], got["diff_ci_high"]) == pytest.approx((ci.low, ci.high))
         assert got["effect_size"] == pytest.approx(effect)
-        n_c = 5 if test == "paired" else 4
-        expected = ("better" if got["diff"] > 0 else "worse") if p_holm < 0.05 else \
-            f"no detectable difference at n = {n_c} vs 5"
-        assert got["verdict"] == expected
+        if p_holm < 0.05:
+            assert got["decision"] == ("better" if got["diff"] > 0 else "worse")
+        else:
+            assert got["decision"] in ("equivalent", "undecided")
     assert row(summary, "dropout=0.0")["diff"] == pytest.approx(np.mean(paired) - np.mean(base))
     assert row(summary, "dropout=0.0")["verdict"] == "better"  # p_holm ~ 0.02: not a borderline
 
@@ -111,7 +119,7 @@ def test_paired_only_when_the_seed_sets_are_equal():
     base = [("dropout=0.3", s, v) for s, v in zip((0, 1, 2), (0.85, 0.86, 0.84))]
     shifted = [("dropout=0.0", s, v) for s, v in zip((1, 2, 3), (0.80, 0.83, 0.81))]
     same = [("dropout=0.5", s, v) for s, v in zip((2, 0, 1), (0.87, 0.88, 0.86))]
-    summary = sweep_study.summary_table(experiments(base + shifted + same), DROPOUT)
+    summary = sweep_study.summary_table(experiments(base + shifted + same), DROPOUT, FIXED)
     assert row(summary, "dropout=0.0")["test_used"] == "welch"
     assert row(summary, "dropout=0.5")["test_used"] == "paired"
     # aligned by seed: 0.88-0.85, 0.86-0.86, 0.87-0.84
@@ -127,11 +135,11 @@ def test_fewer_than_two_seeds_are_not_tested_and_said_so():
     one = row(summary, "dropout=0.0")
     assert one["n"] == 1 and one["test_used"] == "none" and math.isnan(one["p_value"])
     assert math.isnan(one["cv_std"]) and math.isnan(one["cv_ci_low"])
-    assert one["verdict"] == "not tested (n < 2: n = 1 vs 3)"
-    tested = row(summary, "dropout=0.5")  # the only test: Holm leaves its p as it is
-    assert tested["p_holm"] == pytest.approx(tested["p_value"])
+    assert one["verdict"] == "not tested (n = 1 < 2)"
+    tested = row(summary, "dropout=0.5")  # the untestable one keeps its share (p = 1): Holm x 2
+    assert tested["p_holm"] == pytest.approx(min(1.0, 2 * tested["p_value"]))
     report = sweep_report.render_report(DROPOUT, frame, summary, None, "", [])
-    assert "dropout=0.0: not tested (n < 2: n = 1 vs 3)" in report
+    assert "dropout=0.0: not tested (n = 1 < 2)" in report
     assert "`dropout=0.0`: n = 1, too few seeds for a test" in report
     assert "missing: `dropout--dropout=0.0--s1`" in report
 
@@ -183,8 +191,8 @@ def test_anova_runs_for_a_two_factor_grid_only(monkeypatch):
                        for c in DROPOUT.configs for s in range(3)])
     files = sweep_study.build_study(DROPOUT, one)
     assert calls == [] and "ANOVA" not in files["report.md"]
-    assert sorted(files) == ["dropout_impact.png", "experiments.csv", "pareto.png", "report.md",
-                             "summary.csv", "top_configurations.png"]
+    assert sorted(files) == ["dropout_impact.png", "experiments.csv", "forest.png", "pareto.png",
+                             "report.md", "summary.csv", "top_configurations.png"]
 
 
 # --- collecting ----------------------------------------------------------------------------------
@@ -289,14 +297,24 @@ def test_report_reads_in_plain_words():
                                                   ("dropout=0.5", (0.855, 0.852, 0.846)),
                                                   ("dropout=0.0", (0.80, 0.815, 0.79)))
                          for s, v in enumerate(vs)])
-    summary = sweep_study.summary_table(frame, DROPOUT)
-    report = sweep_report.render_report(DROPOUT, frame, summary, None, "", ["dropout_impact.png"])
+    plan = sweep_study.study_plan(DROPOUT, frame)
+    assert plan.source == "a fixed design: 3 seeds per configuration, one look"
+    summary = sweep_study.summary_table(frame, DROPOUT, plan)
+    report = sweep_report.render_report(DROPOUT, frame, summary, None, "", ["dropout_impact.png"],
+                                        plan.source, sweep_study.compute(frame, summary, plan))
     r = row(summary, "dropout=0.5")
-    line = (f"dropout=0.5: no detectable difference from dropout=0.3 at n = 3 vs 3 "
-            f"(diff {100 * r['diff']:+.2f} points, 95% CI {100 * r['diff_ci_low']:+.2f}…"
-            f"{100 * r['diff_ci_high']:+.2f}, p_holm = {r['p_holm']:.2g})")
+    assert r["decision"] == "undecided" and r["seeds_needed"] > 3
+    line = (f"dropout=0.5: undecided against dropout=0.3: about {int(r['seeds_needed'])} seeds per "
+            f"configuration would decide it ({r['needed_for']}); at n = 3 the smallest difference "
+            f"detectable at 80% power is {100 * r['mdd']:.2f} points (diff "
+            f"{100 * r['diff']:+.2f} points, interval {100 * r['diff_ci_low']:+.2f}…"
+            f"{100 * r['diff_ci_high']:+.2f}, p (Holm) {r['p_holm']:.2g}, TOST p "
+            f"{r['p_tost']:.2g}; 3 seeds, look 1)")
     assert line in report
-    assert "dropout=0.0: worse than dropout=0.3 at n = 3 vs 3" in report
+    assert "dropout=0.0: worse than dropout=0.3 (diff -4.83 points" in report
+    assert "**Margin** ±0.5 accuracy points" in report
+    assert "**Design**: a fixed design: 3 seeds per configuration, one look; 1 look(s)" in report
+    assert "**Compute**: 9 experiments, 90 fold-epochs, 180 training seconds" in report
     assert "test set only confirms the chosen configuration; it was not used to rank" in report
     assert "![dropout_impact.png](dropout_impact.png)" in report
     assert "Best by CV validation accuracy: `dropout=0.5`, 0.8510" in report

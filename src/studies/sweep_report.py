@@ -7,6 +7,7 @@ table.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -26,21 +27,29 @@ def md_table(header: list[str], rows: list[list]) -> list[str]:
             *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
 
 
-def finding(row, baseline: str, n_baseline: int) -> str:
-    """e.g. "dropout=0.5: no detectable difference from dropout=0.3 at n = 3 vs 3 (diff ...)"."""
-    verdict = str(row.verdict)
-    if verdict in ("better", "worse"):
-        verdict = f"{verdict} than {baseline} at n = {row.n} vs {n_baseline}"
-    elif verdict.startswith("no detectable difference"):
-        verdict = verdict.replace("difference", f"difference from {baseline}", 1)
+def finding(row, baseline: str) -> str:
+    """e.g. "dropout=0.5: equivalent to dropout=0.3 within ±0.50 points (diff -0.10 points,
+    interval -0.35…+0.15, TOST p = 0.004; 6 seeds, decided at look 4)"."""
+    decision = str(row.decision)
+    if decision in ("better", "worse"):
+        said = f"{row.verdict} than {baseline}" if not row.below_margin else \
+            f"{decision} than {baseline}, by less than the margin"
+    elif decision == "equivalent":
+        said = str(row.verdict).replace("equivalent", f"equivalent to {baseline}", 1)
+    elif decision == "undecided":
+        need = f"about {int(row.seeds_needed)} seeds per configuration would decide it " \
+               f"({row.needed_for})" if np.isfinite(row.seeds_needed) else \
+            "the seeds that would decide it cannot be estimated"
+        said = (f"undecided against {baseline}: {need}; at n = {int(row.seeds_used)} the "
+                f"smallest difference detectable at 80% power is {fmt(row.mdd, '.2f', 100)} points")
     else:
-        verdict = f"{verdict}; no comparison with {baseline}"
+        return f"{row.config}: {row.verdict}; no comparison with {baseline}"
     if not np.isfinite(row.diff):
-        return f"{row.config}: {verdict}"
-    interval = f", 95% CI {fmt(row.diff_ci_low, '+.2f', 100)}…{fmt(row.diff_ci_high, '+.2f', 100)}" \
-        if np.isfinite(row.diff_ci_low) else ""
-    return (f"{row.config}: {verdict} (diff {fmt(row.diff, '+.2f', 100)} points{interval}, "
-            f"p_holm = {fmt(row.p_holm, '.2g')})")
+        return f"{row.config}: {said}"
+    return (f"{row.config}: {said} (diff {fmt(row.diff, '+.2f', 100)} points, interval "
+            f"{fmt(row.diff_ci_low, '+.2f', 100)}…{fmt(row.diff_ci_high, '+.2f', 100)}, p (Holm) "
+            f"{fmt(row.p_holm, '.2g')}, TOST p {fmt(row.p_tost, '.2g')}; "
+            f"{int(row.seeds_used)} seeds, look {int(row.look)})")
 
 
 def problems(frame: pd.DataFrame, sweep: sweep_spec.Sweep, summary: pd.DataFrame) -> list[str]:
@@ -66,19 +75,55 @@ def problems(frame: pd.DataFrame, sweep: sweep_spec.Sweep, summary: pd.DataFrame
     return out
 
 
+def design_lines(summary: pd.DataFrame, source: str, compute: dict | None) -> list[str]:
+    """The margin, the design and its looks, and the compute the study took."""
+    first = summary.iloc[0]
+    margin, looks = float(first["margin"]), int(first["looks"])
+    lines = [f"**Margin** ±{100 * margin:.2g} accuracy points: the smallest difference that "
+             "matters. **Verdicts** against the baseline: *better* / *worse* when the difference's "
+             "interval excludes 0, *equivalent* when two one-sided tests (TOST) show it within "
+             "±margin, *undecided* otherwise (with the seeds per configuration that would decide "
+             "it at 80% power, from the observed sd of the paired differences).",
+             "",
+             f"**Design**: {source}; {looks} look(s) at alpha {fmt(first['look_alpha'], '.3g')} "
+             f"each (alpha 0.05 over all looks: Bonferroni over the looks, Holm over the "
+             f"comparisons of a look; src/core/decide.py), {int(first['looks_taken'])} taken."]
+    if compute:
+        saved = 1 - compute["fold_epochs"] / compute["fixed_fold_epochs"] \
+            if compute["fixed_fold_epochs"] else math.nan
+        lines += ["", f"**Compute**: {compute['experiments']} experiments, "
+                  f"{compute['fold_epochs']:,.0f} fold-epochs, {compute['train_seconds']:,.0f} "
+                  f"training seconds; a fixed design of {compute['fixed_seeds']} seeds per "
+                  f"configuration ({compute['fixed_experiments']} experiments) would have taken "
+                  f"~{compute['fixed_fold_epochs']:,.0f} fold-epochs and "
+                  f"~{compute['fixed_train_seconds']:,.0f} s" +
+                  (f" ({fmt(saved, '.0%')} saved)." if np.isfinite(saved) and saved > 0 else ".")]
+    return lines
+
+
+def seeds_note(row) -> str:
+    """How many seeds a configuration got, and why: its decision's look, or the design's end."""
+    if row.decision in ("better", "worse", "equivalent"):
+        return f"{int(row.seeds_used)} (decided at look {int(row.look)})"
+    if row.decision == "undecided":
+        return f"{int(row.seeds_used)} (undecided after {int(row.look)} of {int(row.looks)} looks)"
+    return str(row.n)
+
+
 def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.DataFrame,
-                  anova: pd.DataFrame | None, note: str, figures: list[str]) -> str:
+                  anova: pd.DataFrame | None, note: str, figures: list[str],
+                  design_source: str = "", compute: dict | None = None) -> str:
     base = sweep.baseline_label
-    n_base = int(summary.loc[summary["config"] == base, "n"].sum())
     states = ", ".join(f"{n} {s}" for s, n in frame["state"].value_counts().items())
     seeds = sorted(usable(frame)["seed"].unique().tolist())
-    rows = [[f"**{r.config}**" if r.config == base else r.config, r.n,
+    rows = [[f"**{r.config}**" if r.config == base else r.config,
+             r.n if r.config == base else seeds_note(r),
              f"{fmt(r.cv_mean)} ± {fmt(r.cv_std)}", f"{fmt(r.cv_ci_low)}–{fmt(r.cv_ci_high)}",
              f"{fmt(r.test_mean)} ± {fmt(r.test_std)}", fmt(r.params, ",.0f"),
              fmt(r.seconds_per_epoch, ".2f"), fmt(r.train_val_gap, "+.3f"),
              "" if r.config == base else f"{fmt(r.diff, '+.2f', 100)} "
              f"[{fmt(r.diff_ci_low, '+.2f', 100)}, {fmt(r.diff_ci_high, '+.2f', 100)}]",
-             r.test_used, fmt(r.p_value, ".3g"), fmt(r.p_holm, ".3g"), fmt(r.effect_size, "+.2f"),
+             r.test_used, fmt(r.p_holm, ".3g"), fmt(r.p_tost, ".3g"), fmt(r.effect_size, "+.2f"),
              r.verdict] for r in summary.itertuples()]
     best = summary.loc[summary["cv_mean"].idxmax()]
     lines = [f"# Study: {sweep.name}", "", *([sweep.description, ""] if sweep.description else []),
@@ -86,18 +131,19 @@ def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.Data
              f"{seeds} as replicates; baseline `{base}`.", "",
              "**Selection uses CV validation accuracy** (per experiment: the mean over its folds, "
              "final epoch). The test set only confirms the chosen configuration; it was not used "
-             "to rank.", "", "## Results", "",
+             "to rank.", "", *design_lines(summary, design_source, compute), "", "## Results", "",
              "Mean ± sd and 95% CI over seeds (n completed seeds; diverged and failed runs "
-             "excluded). Differences with the baseline in accuracy points with their 95% CI: "
-             "paired t-test when both configurations have the same seeds, Welch otherwise; p "
-             "Holm-adjusted over the sweep's comparisons; effect: d_z (paired) or Hedges' g.", "",
-             *md_table(["configuration", "n", "CV val acc", "95% CI", "test acc", "params",
-                      "s/epoch", "train−val gap", "diff [95% CI]", "test", "p", "p (Holm)",
-                      "effect", "verdict"], rows), "", "## Findings", "",
+             "excluded; `seeds` = those the decision used). Differences with the baseline in "
+             "accuracy points, with their interval at the study's corrected level: paired t-test "
+             "on the shared seeds, Welch where the seeds differ; p and TOST p Holm-adjusted over "
+             "the sweep's comparisons; effect: d_z (paired) or Hedges' g.", "",
+             *md_table(["configuration", "seeds", "CV val acc", "95% CI", "test acc", "params",
+                        "s/epoch", "train−val gap", "diff [interval]", "test", "p (Holm)",
+                        "TOST p", "effect", "verdict"], rows), "", "## Findings", "",
              f"- Best by CV validation accuracy: `{best.config}`, {fmt(best.cv_mean)} (95% CI "
              f"{fmt(best.cv_ci_low)}–{fmt(best.cv_ci_high)}, n = {best.n}); test accuracy, as "
              f"confirmation only: {fmt(best.test_mean)} ± {fmt(best.test_std)}.",
-             *(f"- {finding(r, base, n_base)}" for r in summary.itertuples() if r.config != base)]
+             *(f"- {finding(r, base)}" for r in summary.itertuples() if r.config != base)]
     if anova is not None or note:
         lines += ["", "## Two-way ANOVA (type II, CV validation accuracy per experiment)", ""]
         lines += [note] if note else [*md_table(
@@ -108,7 +154,8 @@ def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.Data
             f"{'detectable' if r.p_value < 0.05 else 'not detectable'} at α = 0.05 "
             f"(F = {fmt(r.F, '.3g')}, p = {fmt(r.p_value, '.3g')})"
             for t, r in anova.drop(index="Residual").iterrows())]
-    lines += ["", "## Figures", "", "Error bars: 95% CI over seeds.", "",
+    lines += ["", "## Figures", "", "The forest plot: each difference with its interval, the "
+              "margin shaded. Elsewhere error bars are 95% CIs over seeds.", "",
               *(f"![{name}]({name})" for name in figures)]
     lines += ["", "## Diverged, failed and missing experiments", "",
               *(problems(frame, sweep, summary) or ["none"]), ""]

@@ -13,22 +13,26 @@ import io
 import json
 import math
 import subprocess
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from src.core import naming, paths, stats
+from src.core import decide, naming, paths, stats
 from src.core.errors import TunelabError
-from src.core.status import usable
-from src.experiments import exp_show, sweep_spec
+from src.core.status import Status, usable
+from src.experiments import adaptive, exp_show, sweep_spec
 from src.studies import sweep_figures
 from src.studies.sweep_report import render_report
 
 METRICS = {  # experiment column -> path in metrics.json
     "cv_accuracy": ("cv", "val_accuracy", "mean"), "test_accuracy": ("test", "accuracy"),
     "params": ("model", "params"), "seconds_per_epoch": ("time", "seconds_per_epoch"),
-    "train_val_gap": ("cv", "train_val_gap")}
+    "train_val_gap": ("cv", "train_val_gap"), "fold_epochs": ("time", "epochs"),
+    "train_seconds": ("time", "train_seconds")}
 COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_holm",
-              "effect_size", "verdict"]
+              "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
+              "tost_high", "seeds_used", "seeds_needed", "needed_for", "mdd", "look", "alpha_diff"]
 COLUMNS = ["name", "rev", "timestamp", "sweep", "config", "name_config", "seed", "state", "reason",
            "others", *METRICS]
 
@@ -87,25 +91,120 @@ def _summary(prefix: str, values: pd.Series) -> dict:
             (("mean", "mean"), ("std", "std"), ("ci_low", "ci95_low"), ("ci_high", "ci95_high"))}
 
 
-def compare_to_baseline(candidate: pd.DataFrame, baseline: pd.DataFrame) -> stats.Comparison:
-    """Paired t-test when both have the same set of seeds (values aligned by seed), else Welch."""
-    c = candidate.set_index("seed")["cv_accuracy"].sort_index()
-    b = baseline.set_index("seed")["cv_accuracy"].sort_index()
-    paired = c.index.is_unique and b.index.is_unique and set(c.index) == set(b.index)
-    return stats.compare(c.to_numpy(float), (b.loc[c.index] if paired else b).to_numpy(float),
-                         paired=paired)
+@dataclass(frozen=True)
+class Plan:
+    """How the study decides: the sequential design, the margin, and where they came from."""
+    design: decide.Design
+    margin: float
+    source: str      # said in the report
+    adaptive: bool   # replay the sequential looks (else one look at alpha)
 
 
-def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep) -> pd.DataFrame:
-    """One row per configuration: spread over seeds, cost, and the comparison with the baseline
-    (Holm-adjusted over the sweep's comparisons)."""
+def seed_sets(frame: pd.DataFrame) -> dict[str, frozenset[int]]:
+    return {c: frozenset(rows["seed"]) for c, rows in usable(frame).groupby("config")}
+
+
+def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None = None,
+               max_seeds: int | None = None, margin: float | None = None,
+               record: dict | None = None) -> Plan:
+    """The design the verdicts use: ``seeds``/``max_seeds`` (the study's flags) if given, else the
+    design this clone's `sweep run --until-decided` recorded (``record``), else, when every
+    configuration has the same seeds, a fixed design (one look at alpha), else the sweep's own
+    (sweeps.yaml). The margin: ``margin``, else the record's, else the sweep's."""
+    margin = margin if margin is not None else (record or {}).get("margin", sweep.design.margin)
+    if seeds is not None or max_seeds is not None:
+        first = seeds if seeds is not None else sweep.design.seeds
+        last = max_seeds if max_seeds is not None else sweep.design.max_seeds
+        return Plan(_design(first, last), margin, f"--seeds {first} --max-seeds {last}", True)
+    if record:
+        return Plan(_design(record["seeds"], record["max_seeds"]), margin,
+                    "the design `sweep run --until-decided` recorded in this clone "
+                    f"(.tunelab/sweeps/{sweep.name}.design.json)", True)
+    sets = set(seed_sets(frame).values())
+    if len(sets) <= 1:
+        n = len(next(iter(sets))) if sets else 0
+        return Plan(_design(2, 2), margin, f"a fixed design: {n} seeds per configuration, one "
+                    "look", False)
+    return Plan(_design(sweep.design.seeds, sweep.design.max_seeds), margin,
+                f"sweeps.yaml's design of {sweep.name}", True)
+
+
+def _design(first: int, last: int) -> decide.Design:
+    try:
+        return decide.Design(first, last)
+    except ValueError as error:
+        raise TunelabError(f"study design --seeds {first} --max-seeds {last}: {error}") from None
+
+
+def values_by_seed(frame: pd.DataFrame) -> dict[str, dict[int, float]]:
+    """{config: {seed: CV accuracy}} of the finished experiments (NaN for a diverged or pruned
+    run, as `sweep run --until-decided` sees them; failed ones left out)."""
+    values: dict[str, dict[int, float]] = {}
+    for row in frame[frame["state"] != Status.FAILED].itertuples():
+        ok = Status(row.state).usable if row.state in set(Status) else False
+        values.setdefault(row.config, {})[int(row.seed)] = \
+            float(row.cv_accuracy) if ok and math.isfinite(row.cv_accuracy) else math.nan
+    return values
+
+
+def decisions(frame: pd.DataFrame, sweep: sweep_spec.Sweep,
+              plan: Plan) -> tuple[dict[str, decide.Decision], int, set[str]]:
+    """Each configuration's decision against the baseline, the looks taken, and the
+    configurations compared unpaired (Welch). An adaptive plan
+    replays the sequential procedure `sweep run --until-decided` ran (src/experiments/adaptive.py)
+    over the experiments; a fixed one decides once at alpha (Holm over the comparisons): paired on
+    the shared seeds, Welch where a configuration's seeds differ from the baseline's."""
+    base = sweep.baseline_label
+    labels = [sweep.label(c) for c in sweep.configs] + sorted(
+        set(frame["config"]) - {sweep.label(c) for c in sweep.configs})
+    values = values_by_seed(frame)
+    if plan.adaptive:
+        state = adaptive.replay(values, base, labels, plan.margin, plan.design)
+        if state.looks:
+            return state.decisions, state.looks, set()
+    finite = {c: {s: v for s, v in seeds.items() if math.isfinite(v)} for c, seeds in values.items()}
+    b = finite.get(base, {})
+    tests, welch = {}, set()
+    for c in labels:
+        mine = finite.get(c, {})
+        if c == base or not mine or not b:
+            continue
+        if set(mine) == set(b):
+            tests[c] = decide.paired_t([mine[s] - b[s] for s in sorted(mine)])
+        else:
+            tests[c] = decide.welch_t(list(mine.values()), list(b.values()))
+            welch.add(c)
+    one_look = decide.Design(2, 2, plan.design.alpha)
+    return decide.decide_tests(tests, plan.margin, one_look, 1), 1, welch
+
+
+def used_values(frame: pd.DataFrame, config: str, baseline: str, decision: decide.Decision,
+                paired: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's and the baseline's accuracies a decision used: paired, the first
+    ``decision.n`` seeds both have (the looks take seeds in order); Welch, all of them."""
+    values = {c: {s: v for s, v in seeds.items() if math.isfinite(v)}
+              for c, seeds in values_by_seed(frame).items()}
+    mine, b = values.get(config, {}), values.get(baseline, {})
+    if not paired:
+        return np.array(list(mine.values())), np.array(list(b.values()))
+    use = sorted(set(mine) & set(b))[:decision.n]
+    return np.array([mine[s] for s in use]), np.array([b[s] for s in use])
+
+
+def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep, plan: Plan | None = None
+                  ) -> pd.DataFrame:
+    """One row per configuration: spread over seeds, cost, and the decision against the baseline
+    (better / worse / equivalent within the margin / undecided with the seeds that would decide
+    it), family-wise corrected over the sweep's comparisons and its looks."""
+    plan = plan or study_plan(sweep, frame)
     ok, base = usable(frame), sweep.baseline_label
-    base_rows = ok[ok["config"] == base]
-    rows, comparisons = [], {}
+    decided, looks_taken, welch = decisions(frame, sweep, plan)
+    rows = []
     # The sweep's configurations in its order, then any that only the data has (a --set value).
     levels = {sweep.label(c): {k: naming.format_value(c[k]) if k in c else "" for k in sweep.varied}
               for c in sweep.configs}
     levels |= {c: dict.fromkeys(sweep.varied, "") for c in frame["config"] if c not in levels}
+    n_base = int((ok["config"] == base).sum())
     for label, values in levels.items():
         mine, every = ok[ok["config"] == label], frame[frame["config"] == label]
         row = {"config": label, **values, "n": len(mine), **_summary("cv", mine["cv_accuracy"]),
@@ -115,25 +214,49 @@ def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep) -> pd.DataFrame:
                "seconds_per_epoch": mine["seconds_per_epoch"].mean(),
                "train_val_gap": mine["train_val_gap"].mean(),
                "n_diverged": int((every["state"] == "diverged").sum()),
-               "n_failed": int((every["state"] == "failed").sum())}
+               "n_failed": int((every["state"] == "failed").sum()),
+               "fold_epochs": every["fold_epochs"].sum(), "train_seconds": every["train_seconds"].sum()}
+        d = decided.get(label)
         if label == base:
-            row |= {"test_used": "baseline", "verdict": "baseline"}
-        elif mine.empty or base_rows.empty:
-            row |= {"test_used": "none",
-                    "verdict": f"not tested (n = {len(mine)} vs {len(base_rows)})"}
+            row |= {"test_used": "baseline", "decision": "baseline", "verdict": "baseline"}
+        elif d is None:
+            row |= {"test_used": "none", "decision": "not tested",
+                    "verdict": f"not tested (n = {len(mine)} vs {n_base})"}
         else:
-            c = comparisons[label] = compare_to_baseline(mine, base_rows)
-            row |= {"diff": c.diff, "diff_ci_low": c.ci95_low, "diff_ci_high": c.ci95_high,
-                    "test_used": c.test, "p_value": c.p_value, "effect_size": c.effect_size}
+            paired = label not in welch
+            c, b = used_values(frame, label, base, d, paired)
+            raw = stats.compare(c, b, paired=paired) if len(c) and len(b) else None
+            row |= {"diff": d.diff, "diff_ci_low": d.ci_low, "diff_ci_high": d.ci_high,
+                    "test_used": "none" if d.verdict == "not tested" else
+                    "paired" if paired else "welch",
+                    "p_value": raw.p_value if raw else math.nan, "p_holm": d.p_value,
+                    "effect_size": raw.effect_size if raw else math.nan,
+                    "decision": d.verdict, "verdict": d.label(), "below_margin": d.below_margin,
+                    "p_tost": d.p_tost, "tost_low": d.tost_low, "tost_high": d.tost_high,
+                    "seeds_used": d.n, "seeds_needed": d.seeds_needed, "needed_for": d.needed_for,
+                    "mdd": d.mdd, "look": d.look, "alpha_diff": d.alpha_diff}
         rows.append(row)
     table = pd.DataFrame(rows)
     table = table.reindex(columns=[k for k in table if k not in COMPARISON] + COMPARISON)
-    tested = table["config"].isin(list(comparisons))
-    table.loc[tested, "p_holm"] = stats.holm(table.loc[tested, "p_value"].to_numpy(float))
-    for i in table.index[tested]:
-        table.loc[i, "verdict"] = stats.verdict(comparisons[table.loc[i, "config"]],
-                                                float(table.loc[i, "p_holm"]))
+    table["margin"] = plan.margin
+    table["looks"] = plan.design.looks if plan.adaptive else 1
+    table["looks_taken"] = looks_taken
+    table["look_alpha"] = plan.design.look_alpha if plan.adaptive else plan.design.alpha
     return table
+
+
+def compute(frame: pd.DataFrame, summary: pd.DataFrame, plan: Plan) -> dict:
+    """Fold-epochs and training seconds the study took, and what a fixed design giving every
+    configuration max_seeds seeds would have taken (each configuration's mean per experiment x
+    max_seeds): the saving of the adaptive seeds."""
+    ran = frame[frame["state"] != Status.FAILED]
+    per = ran.groupby("config")[["fold_epochs", "train_seconds"]].mean()
+    seeds = plan.design.max_seeds if plan.adaptive else int(summary["n"].max() or 0)
+    return {"experiments": len(ran), "fold_epochs": float(ran["fold_epochs"].sum()),
+            "train_seconds": float(ran["train_seconds"].sum()),
+            "fixed_experiments": seeds * len(summary), "fixed_seeds": seeds,
+            "fixed_fold_epochs": float(per["fold_epochs"].sum() * seeds),
+            "fixed_train_seconds": float(per["train_seconds"].sum() * seeds)}
 
 
 def anova_table(frame: pd.DataFrame, grid) -> tuple[pd.DataFrame | None, str]:
@@ -173,14 +296,17 @@ def sweep_run_record(sweep: sweep_spec.Sweep, summary: pd.DataFrame, n: int) -> 
 
 
 def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
-                histories: dict[str, list[pd.DataFrame]] | None = None) -> dict[str, object]:
+                histories: dict[str, list[pd.DataFrame]] | None = None,
+                plan: Plan | None = None) -> dict[str, object]:
     """Every output file of a sweep's study, by name: DataFrames (CSV), the report, Figures."""
-    summary = summary_table(frame, sweep)
+    plan = plan or study_plan(sweep, frame)
+    summary = summary_table(frame, sweep, plan)
     grid = sweep_figures.grid_factors(sweep)
     anova, note = anova_table(frame, grid)
     curves = sweep_figures.seed_curves(histories) if histories else None
     built = sweep_figures.build_all(sweep, summary, grid, curves)
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns="others"),
-            "report.md": render_report(sweep, frame, summary, anova, note, list(built)), **built}
+            "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
+                                       compute(frame, summary, plan)), **built}
 
 

@@ -1,0 +1,181 @@
+"""Adaptive seeds: `python -m src.sweep run NAME --seeds 3 --until-decided --max-seeds 10`.
+
+Round 1 runs the first ``seeds`` seeds of every configuration; each later round adds the next seed
+to the baseline and to every configuration whose comparison with it is still undecided, and
+decides again, until every comparison is decided or ``max_seeds`` is reached. The decisions are
+src/core/decide.py's sequential procedure (a fixed boundary per look, Holm over the comparisons of
+a look), replayed from the experiments that exist each time: the runner keeps no state of its own,
+so an interrupted run resumes where it stopped, and `python -m src.study NAME` reaches the same
+verdicts from the same experiments. Experiments are the usual `<sweep>--<config>--s<seed>`; seeds
+already run on this commit are reused, not trained again.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+from src.core import atomic, decide, naming, paths
+from src.core.errors import TunelabError
+from src.core.status import Status
+from src.experiments import dvc_queue, estimate, sweep_runner, sweep_spec
+from src.experiments.exp_show import Outcome
+
+
+def cv_by_seed(outcomes: dict[str, Outcome], sweep: str) -> dict[str, dict[int, float]]:
+    """{config label: {seed: CV accuracy}} of the experiments of ``sweep`` that finished: NaN for a
+    run that diverged or was pruned (a result, but no accuracy); failed runs are left out (they
+    are queued again)."""
+    values: dict[str, dict[int, float]] = {}
+    for name, outcome in outcomes.items():
+        parsed = naming.parse_name(name)
+        if parsed is None or parsed["sweep"] != sweep or outcome.state == Status.FAILED:
+            continue
+        ok = outcome.state.usable and outcome.cv_accuracy is not None and \
+            math.isfinite(outcome.cv_accuracy)
+        values.setdefault(parsed["config"], {})[int(parsed["seed"])] = \
+            outcome.cv_accuracy if ok else math.nan
+    return values
+
+
+@dataclass(frozen=True)
+class State:
+    """Where a sequential study stands: each comparison's latest decision, the looks taken, and
+    the seeds still to run for the next look ({config: seeds}; empty when the study is over)."""
+    decisions: dict[str, decide.Decision]
+    looks: int
+    pending: dict[str, list[int]]
+
+    @property
+    def over(self) -> bool:
+        return not self.pending
+
+
+class _NotRun(Exception):
+    def __init__(self, configs: list[str], seeds: list[int]):
+        super().__init__()
+        self.configs, self.seeds = configs, seeds
+
+
+def replay(values: dict[str, dict[int, float]], baseline: str, configs: list[str],
+           margin: float, design: decide.Design) -> State:
+    """The sequential procedure (:func:`decide.run_sequential`, the loop the error-rate simulation
+    drives) over the experiments that exist: it asks for the seeds of each look, and stops at the
+    first look whose experiments have not all run yet. ``values``: :func:`cv_by_seed`."""
+    base = values.get(baseline, {})
+    taken: list[dict[str, decide.Decision]] = []
+
+    def draw(todo: list[str], seeds: list[int]) -> dict[str, list[float]]:
+        if any(s not in base or s not in values.get(c, {}) for c in todo for s in seeds):
+            raise _NotRun(todo, seeds)
+        return {c: [values[c][s] - base[s] for s in seeds] for c in todo}
+
+    compared = [c for c in configs if c != baseline]
+    try:
+        final = decide.run_sequential(draw, compared, margin, design,
+                                      on_look=lambda look, d: taken.append(d))
+    except _NotRun as missing:
+        latest: dict[str, decide.Decision] = {}
+        for decisions in taken:
+            latest |= decisions
+        return State(latest, len(taken), {c: missing.seeds for c in missing.configs})
+    return State(final, len(taken), {})
+
+
+def record_design(name: str, design: decide.Design, margin: float) -> None:
+    """The design this clone ran, for `python -m src.study NAME` (.tunelab/sweeps/<name>.design.json)."""
+    atomic.write_json(paths.SWEEP_RECORDS / f"{name}.design.json",
+                      {"seeds": design.first_seeds, "max_seeds": design.max_seeds,
+                       "margin": margin, "alpha": design.alpha})
+
+
+def round_experiments(sweep: sweep_spec.Sweep, base: dict, extra: dict,
+                      pending: dict[str, list[int]]) -> list[sweep_spec.Experiment]:
+    """The experiments of one round: each open configuration's missing seeds, and the baseline's."""
+    wanted = dict(pending)
+    wanted[sweep.baseline_label] = sorted({s for seeds in pending.values() for s in seeds})
+    return [e for label, seeds in wanted.items() if seeds
+            for e in sweep_spec.expand(sweep, seeds, base, extra, configs={label})]
+
+
+def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.Design,
+               jobs: int) -> None:
+    """--dry-run: the first round's commands, the rounds that may follow, and the estimates."""
+    first = sweep_spec.expand(sweep, design.first_seeds, base, extra)
+    every = sweep_spec.expand(sweep, design.max_seeds, base, extra)
+    sweep_runner.print_dry_run(sweep_spec.longest_first(first, base),
+                               f"round 1: {len(sweep.configs)} configurations x "
+                               f"{design.first_seeds} seeds")
+    cache: dict = {}
+    low = sweep_runner.estimated_wall(first, base, jobs, cache)
+    high = sweep_runner.estimated_wall(every, base, jobs, cache)
+    print(f"then up to {design.looks - 1} more round(s), each adding one seed to the baseline "
+          f"and to every configuration still undecided (margin ±{100 * sweep.design.margin:.2g} "
+          f"points, {design.looks} looks at alpha {design.alpha} / {design.looks} = "
+          f"{design.look_alpha:.4g} each): at most {len(every)} experiments")
+    print(f"estimated wall time on {jobs} worker(s): round 1 {estimate.describe(low)}; if every "
+          f"configuration needs {design.max_seeds} seeds, {estimate.describe(high)} "
+          "(src/experiments/estimate.py)")
+
+
+def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: dict,
+        dry_run: bool = False, poll: float = dvc_queue.POLL_SECONDS) -> int:
+    """Run sweep ``name`` until every comparison is decided or ``max_seeds`` is reached; 0 when
+    no experiment failed, 1 otherwise."""
+    if jobs < 1:
+        raise TunelabError(f"--jobs {jobs}: must be at least 1")
+    base, loaded = sweep_spec.load_sweeps([name])
+    sweep = loaded[name]
+    first = sweep.design.seeds if seeds is None else seeds
+    last = sweep.design.max_seeds if max_seeds is None else max_seeds
+    if not 2 <= first <= last:
+        raise TunelabError(f"--seeds {first} --max-seeds {last}: need 2 <= --seeds <= "
+                           "--max-seeds")
+    design = decide.Design(first, last)
+    labels = [sweep.label(c) for c in sweep.configs]
+    for warning in sweep_spec.config_warnings(sweep_spec.expand(sweep, 1, base, extra), base):
+        print(warning, file=sys.stderr)
+    if dry_run:
+        print_plan(sweep, base, extra, design, jobs)
+        return 0
+    record_design(sweep.name, design, sweep.design.margin)
+    ran: dict[str, sweep_spec.Experiment] = {}
+    outcomes = dvc_queue.experiment_outcomes()
+    tried: set[str] = set()
+    while True:
+        state = replay(cv_by_seed(outcomes, sweep.name), sweep.baseline_label, labels,
+                       sweep.design.margin, design)
+        print(progress(state, design), flush=True)
+        todo = round_experiments(sweep, base, extra, state.pending)
+        if not todo:
+            break
+        again = [e.name for e in todo if e.name in tried and not (
+            e.name in outcomes and outcomes[e.name].state.usable)]
+        if again:  # ran in an earlier round and still not usable: failed or diverged
+            print(f"stopping: {', '.join(again)} did not give a usable result; the sequential "
+                  "design needs it (see below)")
+            break
+        tried |= {e.name for e in todo}
+        ran |= {e.name: e for e in todo}
+        outcomes = sweep_runner.run_experiments(sweep.name, todo, sweep_spec.longest_first(
+            todo, base), jobs, poll)
+    code = sweep_runner.report(sweep.name, list(ran.values()), outcomes) if ran else 0
+    print(f"next: python -m src.study {sweep.name}" + (
+        f" --seeds {design.first_seeds} --max-seeds {design.max_seeds}"
+        if (design.first_seeds, design.max_seeds) != (sweep.design.seeds, sweep.design.max_seeds)
+        else ""))
+    return code
+
+
+def progress(state: decide.SequentialState, design: decide.Design) -> str:
+    """e.g. ``look 2 of 8: 3 decided (better 1, equivalent 2), 1 open: dropout=0.5``."""
+    counts: dict[str, int] = {}
+    for decision in state.decisions.values():
+        if decision.verdict in decide.DECIDED:
+            counts[decision.verdict] = counts.get(decision.verdict, 0) + 1
+    open_ = sorted(state.pending)
+    detail = ", ".join(f"{v} {n}" for v, n in sorted(counts.items()))
+    return (f"look {state.looks} of {design.looks}: {sum(counts.values())} decided"
+            f"{f' ({detail})' if detail else ''}, {len(open_)} open"
+            f"{': ' + ', '.join(open_) if open_ else ''}")
