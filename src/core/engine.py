@@ -304,7 +304,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
         model.load_state_dict(average.module.state_dict())
     if result.status != Status.DIVERGED:
         sample = train_sample(len(x_train), seed, train_sample_size(len(x_val)))
-        if isinstance(sample, torch.Tensor):  # drawn on the CPU: the same images on every device
+        if isinstance(sample, torch.Tensor):
             sample = sample.to(on)
         result.train_accuracy = loss_and_accuracy(
             predict(model, x_train[sample], cfg.precision, cfg.tta_hflip), y_train[sample])[1]
@@ -322,4 +322,6 @@ def train_sample(n: int, seed: int, size: int) -> slice | torch.Tensor:
     there are at most ``size``, else a seeded uniform sample of ``size`` without replacement."""
     if n <= size:
         return slice(None)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    cpu = torch.device("cpu")  # the same images on every device (fit moves the indices)
+    order = torch.randperm(n, generator=torch.Generator(cpu).manual_seed(seed), device=cpu)
+    return order[:size].sort().values
