@@ -40,12 +40,17 @@ CONTEXT_RESERVE = 0.1
 _SETTING = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
-def parse(setting: str) -> str:
-    """The setting, normalised (``" CUDA "`` -> ``"cuda"``); TunelabError if it is not one of CHOICES."""
+def parse(setting: str, source: str = ENV) -> str:
+    """The setting, normalised (``" CUDA "`` -> ``"cuda"``); TunelabError, naming where the setting
+    came from (``source``: the variable or a flag), if it is not one of CHOICES."""
     value = setting.strip().lower()
     if not _SETTING.fullmatch(value):
-        raise TunelabError(f"{ENV}={setting!r} is not a device; use one of {CHOICES}")
+        raise TunelabError(f"{_named(source, repr(setting))} is not a device; use one of {CHOICES}")
     return value
+
+
+def _named(source: str, value: str) -> str:
+    return f"{source} {value}" if source.startswith("-") else f"{source}={value}"
 
 
 def available() -> list[str]:
@@ -58,7 +63,7 @@ def available() -> list[str]:
     return found + ["cpu"]
 
 
-def pick(setting: str, offered: Sequence[str]) -> str:
+def pick(setting: str, offered: Sequence[str], source: str = ENV) -> str:
     """The device that ``setting`` (parsed) names among ``offered`` (as :func:`available` lists
     them, "cpu" last); TunelabError naming the setting and what is available if it is not there."""
     if setting == "auto":
@@ -73,13 +78,15 @@ def pick(setting: str, offered: Sequence[str]) -> str:
             missing += f" (this PyTorch, {torch.__version__}, is built without CUDA)"
     else:
         missing = "Apple MPS is not available here"
-    raise TunelabError(f"{ENV}={setting}: {missing}; available: {', '.join(offered)} (or auto)")
+    raise TunelabError(f"{_named(source, setting)}: {missing}; available: {', '.join(offered)} "
+                       f"(or auto)")
 
 
-def resolve(setting: str | None = None) -> torch.device:
-    """The device of ``setting``, by default ``$TUNELAB_DEVICE`` (unset: auto)."""
+def resolve(setting: str | None = None, source: str = ENV) -> torch.device:
+    """The device of ``setting``, by default ``$TUNELAB_DEVICE`` (unset: auto); ``source`` names
+    the setting in errors (a flag such as ``--device``)."""
     raw = os.environ.get(ENV, "auto") if setting is None else setting
-    return torch.device(pick(parse(raw or "auto"), available()))
+    return torch.device(pick(parse(raw or "auto", source), available(), source))
 
 
 def label(device: torch.device) -> str:
