@@ -18,14 +18,14 @@ What it runs, in order, on --device (default cuda), with the machine's own PyTor
   6. J = 1, 2, 4 concurrent workers on the one device (each with 1/J of its memory and cores / J
      threads, as `sweep run --jobs J` gives them; started together once each is warm): the total
      training samples/s (validation included in the time, as in sweep records) and the per worker.
-Prints `name=value` lines as it goes; writes every figure to OUT/accelerator_check.json.
+Prints `name=value` lines as it goes, into OUT/accelerator_check.log too; writes every figure to
+OUT/accelerator_check.json (rewritten after each step, so a run cut short keeps what it measured).
 
 How a session that is lent the accelerator runs it (the device tool; /work/.library/device/README.md):
   here, once, in the repo root (the dataset travels as an ignored, carried folder, ~31 MB):
       mkdir -p data/raw && cp /usr/share/datasets/fashion-mnist/*-ubyte.gz data/raw/
   then ONE call:
-      run(command="set -o pipefail; PYTHONUNBUFFERED=1 python3 benchmarks/accelerator_check.py
-                   --out $OUT 2>&1 | tee $OUT/accelerator_check.log",
+      run(command="PYTHONUNBUFFERED=1 python3 benchmarks/accelerator_check.py --out $OUT",
           carry=["data/raw"], timeout_s=540)
   and give_back unless rerunning at once. No wheels to carry: beyond torch and numpy it imports
   pyyaml, pillow, pandas, tqdm and pytest, all on the H200 image (KINDS.md, 2026-11-17); none of
@@ -33,7 +33,7 @@ How a session that is lent the accelerator runs it (the device tool; /work/.libr
   Notes). Without data/raw it runs on random images (timings hold; accuracies are then meaningless
   and marked so).
 Here (CPU, no accelerator): .venv/bin/python benchmarks/accelerator_check.py --device cpu --quick
-checks the script itself in about a minute.
+checks the script itself (2-5 minutes on the 2 shared cores; its figures are not worth quoting).
 """
 
 from __future__ import annotations
@@ -66,8 +66,18 @@ NEEDED = ("yaml", "PIL", "pandas", "tqdm", "pytest")  # beyond torch and numpy
 WORKERS = (1, 2, 4)
 
 
+LOG: list = []  # the open log file, once main() has one
+
+
+def log(text: str) -> None:
+    print(text, flush=True)
+    for handle in LOG:
+        handle.write(text + "\n")
+        handle.flush()
+
+
 def say(name: str, value) -> None:
-    print(f"{name}={value}", flush=True)
+    log(f"{name}={value}")
 
 
 def find_dataset() -> Path | None:
@@ -134,7 +144,7 @@ def device_tests(on: torch.device, results: dict, timeout: float) -> None:
         tail, rc = (done.stdout + done.stderr).strip().splitlines()[-40:], done.returncode
     except subprocess.TimeoutExpired:
         tail, rc = [f"timed out after {timeout:.0f} s"], 124
-    print("\n".join(tail), flush=True)
+    log("\n".join(tail))
     summary = tail[-1] if tail else ""
     say("tests.returncode", rc)
     say("tests.summary", summary)
@@ -169,7 +179,7 @@ def train_speed(on: torch.device, results: dict, real: bool, quick: bool, timeou
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         lines, rc = done.stdout.splitlines(), done.returncode
         if rc:
-            print(done.stderr[-3000:], flush=True)
+            log(done.stderr[-3000:])
     except subprocess.TimeoutExpired:
         lines, rc = [], 124
     figures = dict(line.split("=", 1) for line in lines if re.fullmatch(r"[\w.]+=.*", line))
@@ -282,6 +292,8 @@ def main() -> None:
         parser.error(str(error))
     device.configure(on)
     engine.set_threads()
+    args.out.mkdir(parents=True, exist_ok=True)
+    LOG.append(open(args.out / "accelerator_check.log", "w"))  # closed at exit
     results: dict = {"device_setting": args.device, "quick": args.quick}
     environment(on, results)
     prepared, real = default_experiment(args.quick)
@@ -305,7 +317,6 @@ def main() -> None:
             say(f"{name}.error", f"{type(error).__name__}: {error}")
             results[f"{name}_error"] = f"{type(error).__name__}: {error}"
         say(f"{name}.step_seconds", f"{time.perf_counter() - t0:.1f}")
-        args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "accelerator_check.json").write_text(json.dumps(results, indent=1, default=str))
     say("total_seconds", f"{time.monotonic() - started:.1f}")
 
