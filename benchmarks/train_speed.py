@@ -9,7 +9,11 @@ hits every variant alike):
                       Adam), fp32, the textbook block order;
   (c) fp32          : the same with tunelab's model, which max-pools before the ReLU (the same
                       function, see src/core/models.py);
-  (d) bf16          : (c) with `precision: bf16` (CPU autocast; the loss stays fp32).
+  (d) bf16          : (c) with `precision: bf16` (autocast; the loss stays fp32).
+On --device cuda (or mps) every variant trains there: (a) is the usual GPU style of pytorch/examples'
+mnist (the same per-sample Dataset, DataLoader(num_workers=1, pin_memory=True), batches copied to the
+device); (b)-(d) keep the whole dataset on the device (tunelab's train stage does the same), with
+deterministic algorithms and IEEE fp32 as `train` sets them (src/core/device.py).
 Prints one `name=value` per line: samples/s (median over rounds), seconds per 60,000-sample epoch,
 achieved GFLOP/s (training FLOPs counted from the model's layers), and speed-ups over (a).
 
@@ -20,7 +24,10 @@ and the share of the workers' time that training filled and that overhead took.
 
 Run:  .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--samples 6400] [--threads N]
                                                 [--variants usual,fp32_textbook,fp32,bf16]
-                                                [--sweep NAME]
+                                                [--sweep NAME] [--device cpu|cuda|cuda:N|mps]
+                                                [--synthetic]
+(--synthetic: random images of Fashion-MNIST's shape instead of the dataset; throughput does not
+depend on the pixels.)
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from src.core import data, engine, models, paths  # noqa: E402
+from src.core import data, device, engine, models, paths  # noqa: E402
 from src.core.checkpoints import model_args  # noqa: E402
+from src.core.errors import TunelabError  # noqa: E402
 from src.core.params import TrainParams  # noqa: E402
 
 EPOCH = 60_000
@@ -62,17 +70,37 @@ class UsualDataset(torch.utils.data.Dataset):
         return (x - self.mean) / self.std, int(self.labels[i])
 
 
-def usual_run(model, loader, optimizer, n_batches: int) -> int:
+def usual_run(model, loader, optimizer, n_batches: int, on: torch.device) -> int:
     model.train()
     seen = 0
     for i, (xb, yb) in enumerate(loader):
         if i == n_batches:
             break
+        xb, yb = xb.to(on, non_blocking=True), yb.to(on, non_blocking=True)  # CPU: no-ops
         optimizer.zero_grad()
         F.cross_entropy(model(xb), yb).backward()
         optimizer.step()
         seen += len(yb)
+    synchronize(on)
     return seen
+
+
+def synchronize(on: torch.device) -> None:
+    """Wait for the device's queued work, so that the clock reads the work's end."""
+    if on.type == "cuda":
+        torch.cuda.synchronize(on)
+    elif on.type == "mps":
+        torch.mps.synchronize()
+
+
+def fashion_mnist_or_synthetic(synthetic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The 60,000 training images and labels, or random ones of the same shape."""
+    if synthetic:
+        rng = np.random.default_rng(0)
+        return (rng.integers(0, 256, (EPOCH, 28, 28), dtype=np.uint8),
+                rng.integers(0, 10, EPOCH).astype(np.int64))
+    arrays = data.load(data.locate(paths.RAW))
+    return arrays["train_images"], arrays["train_labels"].astype(np.int64)
 
 
 def main() -> None:
@@ -85,7 +113,16 @@ def main() -> None:
                              "bf16 hardware); 'usual' is always timed, as the baseline")
     parser.add_argument("--sweep", help="the sweep whose last run to report (default: the most "
                                         f"recent record in {paths.SWEEP_RECORDS}/)")
+    parser.add_argument("--device", default="cpu", help="where every variant trains: "
+                                                        f"{device.CHOICES} (default: %(default)s)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="random images instead of Fashion-MNIST (no dataset needed)")
     args = parser.parse_args()
+    try:
+        on = device.resolve(args.device, "--device")
+    except TunelabError as error:
+        parser.error(str(error))
+    device.configure(on)
     record_file = sweep_record(args.sweep)
     if args.sweep and record_file is None:
         parser.error(f"--sweep {args.sweep}: no record {paths.SWEEP_RECORDS / args.sweep}.json; run "
@@ -96,45 +133,48 @@ def main() -> None:
         parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
 
-    arrays = data.load(data.locate(paths.RAW))
-    images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int64)
+    images, labels = fashion_mnist_or_synthetic(args.synthetic)
     mean, std = float(images.mean() / 255), float(images.std() / 255)
-    x = engine.to_tensor(images, mean, std)
-    y = torch.as_tensor(labels)
+    x = engine.to_tensor(images, mean, std, on)  # the whole dataset on the device, once
+    y = torch.as_tensor(labels).to(on)
     n_batches = args.samples // 64
     torch.manual_seed(0)
 
     usual_model = models.build("cnn", **model_args(TrainParams()), pool_first=False)
+    flops = models.training_flops_per_sample(usual_model)  # on the CPU, before the move
+    usual_model = usual_model.to(on)
     usual_opt = torch.optim.Adam(usual_model.parameters(), lr=1e-3)
+    # On a GPU, pytorch/examples' mnist loads with one worker process into pinned memory.
+    gpu_style = {"num_workers": 1, "pin_memory": True} if on.type != "cpu" else {}
     loader = torch.utils.data.DataLoader(UsualDataset(images, labels, mean, std), batch_size=64,
-                                         shuffle=True)
+                                         shuffle=True, **gpu_style)
     variants = {}
     for name in chosen[1:]:
         cfg = TrainParams(precision="bf16" if name == "bf16" else "fp32")
         model = models.build("cnn", **model_args(cfg), pool_first=name != "fp32_textbook")
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(on, memory_format=torch.channels_last)
         optimizer = engine.make_optimizer(model, cfg)
         variants[name] = (model, optimizer, engine.make_schedule(optimizer, cfg, 1), cfg)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=on).manual_seed(0)
 
     def tunelab_run(name: str) -> int:
         model, optimizer, schedule, cfg = variants[name]
-        start = int(torch.randint(0, len(x) - args.samples, (1,), generator=generator))
+        start = int(torch.randint(0, len(x) - args.samples, (1,), generator=generator, device=on))
         part = slice(start, start + n_batches * 64)
-        engine.train_epoch(model, x[part], y[part], optimizer, schedule, cfg, generator)
+        engine.train_epoch(model, x[part], y[part], optimizer, schedule, cfg, generator)  # syncs
         return n_batches * 64
 
-    runs = {"usual": lambda: usual_run(usual_model, loader, usual_opt, n_batches)}
+    runs = {"usual": lambda: usual_run(usual_model, loader, usual_opt, n_batches, on)}
     runs |= {name: (lambda name=name: tunelab_run(name)) for name in chosen[1:]}
     rates: dict[str, list[float]] = {name: [] for name in runs}
-    for round_ in range(args.rounds + 1):  # round 0 warms up (allocator, oneDNN kernels)
+    for round_ in range(args.rounds + 1):  # round 0 warms up (allocator, oneDNN/cuDNN kernels)
         for name, run in runs.items():
             t0 = time.perf_counter()
             seen = run()
             if round_:
                 rates[name].append(seen / (time.perf_counter() - t0))
 
-    flops = models.training_flops_per_sample(usual_model)
+    print(f"device={device.label(on)}")
     print(f"machine_threads={args.threads}")
     print(f"rounds={args.rounds}")
     print(f"samples_per_timing={n_batches * 64}")

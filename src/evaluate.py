@@ -5,7 +5,8 @@ Reads  models/fold_<k>.pt (from `train`; each rebuilds its model from the file a
 Writes reports/evaluate/metrics.json   test accuracy / loss / macro-F1 / per-class accuracy (mean
                                        over the fold models; each is one model of this config),
                                        CV validation accuracy as mean, std, n and 95% CI, the
-                                       parameter count, seconds per epoch, the train-val gap;
+                                       parameter count, seconds per epoch, the train-val gap,
+                                       the devices the models were trained and evaluated on;
        reports/evaluate/cv_folds.csv   one row per fold;
        reports/evaluate/confusion.csv  fold, index, actual, predicted per test image and fold model
                                        (DVC's confusion template and the plot stage read it);
@@ -14,6 +15,8 @@ Writes reports/evaluate/metrics.json   test accuracy / loss / macro-F1 / per-cla
 Run    python -m src.evaluate   (or `dvc repro evaluate`)
 Threads: $TUNELAB_THREADS if set (as for train: a sweep's evaluate must not take the core another
 worker trains on), else all cores.
+Device: $TUNELAB_DEVICE, as for train (src/core/device.py); checkpoints load onto it from whichever
+device they were trained on, so a CPU machine evaluates models trained on a GPU.
 
 Model selection uses CV validation accuracy; the test set only confirms (see the study reports).
 """
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src.core import atomic, checkpoints, data, engine, errors, metrics, paths, stats
+from src.core import atomic, checkpoints, data, device, engine, errors, metrics, paths, stats
 from src.core.data import CLASS_NAMES
 from src.core.status import Status
 from src.tracking import store, trackers
@@ -57,7 +60,7 @@ def fold_probabilities(loaded: list[tuple[torch.nn.Module, dict]], x: torch.Tens
         trained = ckpt["train_params"]
         logits = engine.predict(model.to(memory_format=torch.channels_last), x, trained["precision"],
                                 trained.get("tta_hflip", False))  # older checkpoints lack it
-        out.append(torch.softmax(logits, 1).numpy())
+        out.append(torch.softmax(logits, 1).cpu().numpy())  # .cpu(): a no-op on the CPU
     return np.stack(out)
 
 
@@ -66,6 +69,14 @@ def fold_test_metrics(probabilities: np.ndarray, y_test: np.ndarray) -> dict:
     cm = metrics.confusion(y_test, probabilities.argmax(1), len(CLASS_NAMES))
     return {"accuracy": metrics.accuracy(cm), "loss": metrics.cross_entropy(probabilities, y_test),
             "macro_f1": metrics.macro_f1(cm), "per_class": metrics.per_class_accuracy(cm)}
+
+
+def devices(saved: list[dict], evaluated_on: str) -> dict:
+    """Where the fold models were trained (one label, or each fold's where they differ; checkpoints
+    from before devices were recorded were trained on the CPU) and evaluated."""
+    trained = sorted({ckpt.get("device", "cpu") for ckpt in saved})
+    return {"train": trained[0] if len(trained) == 1 else ", ".join(trained),
+            "evaluate": evaluated_on}
 
 
 def build_metrics(folds: pd.DataFrame, probabilities: np.ndarray, y_test: np.ndarray,
@@ -125,11 +136,12 @@ def confusion_rows(probabilities: np.ndarray, y_test: np.ndarray) -> pd.DataFram
 
 def main() -> None:
     engine.set_threads()
+    on = device.select()
     prepared = data.load_prepared(paths.PREPARED)
     fold_paths = sorted(paths.MODELS.glob("fold_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
     if not fold_paths:
         raise errors.TunelabError(f"no checkpoints in {paths.MODELS}/: run `dvc repro train` first")
-    loaded = [checkpoints.load(p) for p in fold_paths]
+    loaded = [checkpoints.load(p, map_location=on) for p in fold_paths]
     saved = [ckpt for _, ckpt in loaded]
     folds = fold_table(saved)
     y_test = prepared["y_test"]
@@ -139,9 +151,10 @@ def main() -> None:
         probabilities = np.zeros((0, len(y_test), len(CLASS_NAMES)))
     else:
         x_test = engine.to_tensor(prepared["x_test"], float(prepared["mean"]),
-                                  float(prepared["std"]))
+                                  float(prepared["std"]), on)
         probabilities = fold_probabilities(loaded, x_test)
         results = build_metrics(folds, probabilities, y_test, saved[0]["n_parameters"])
+    results["device"] = devices(saved, device.label(on))  # strings: not logged as metrics
     atomic.write_with(paths.CV_FOLDS, lambda tmp: folds.to_csv(tmp, index=False))
     rows = confusion_rows(probabilities, y_test)
     atomic.write_with(paths.CONFUSION, lambda tmp: rows.to_csv(tmp, index=False))

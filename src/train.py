@@ -10,6 +10,8 @@ Writes models/fold_<k>.pt              self-describing checkpoints (model name +
 Run    python -m src.train   (or `dvc repro train`, `dvc exp run -S train.dropout=0.3`)
 
 Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else all cores.
+Device:  $TUNELAB_DEVICE = auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
+         (src/core/device.py); recorded in each checkpoint and in the MLflow run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from src.core import atomic, checkpoints, data, engine, errors, params, paths
+from src.core import atomic, checkpoints, data, device, engine, errors, params, paths
 from src.core.status import Status
 from src.experiments import pruning
 from src.tracking import store, trackers
@@ -31,10 +33,11 @@ from src.tracking import store, trackers
 def train_fold(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, fold: int,
                cfg: params.TrainParams, tracker: trackers.Tracker,
                progress: bool = True) -> tuple[torch.nn.Module, engine.FitResult]:
-    """Train on every fold but ``fold`` and validate on ``fold``; x is (N, 1, 28, 28) normalised."""
+    """Train on every fold but ``fold`` and validate on ``fold``; x is (N, 1, 28, 28) normalised,
+    and y, folds and x are on the device to train on."""
     held_out = folds == fold
     torch.manual_seed(engine.fold_seed(cfg.seed, fold))  # the initial weights
-    model = checkpoints.build_model(cfg)
+    model = checkpoints.build_model(cfg)  # on the CPU, whatever the device: the same initial weights
     bar = tqdm(total=cfg.epochs, desc=f"fold {fold}", unit="epoch", disable=None if progress else True,
                leave=False)
 
@@ -78,30 +81,37 @@ def clear_outputs() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def dataset_on(prepared: dict, on: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The prepared training images (normalised), labels and fold numbers, moved to ``on`` once."""
+    x = engine.to_tensor(prepared["x_train"], float(prepared["mean"]), float(prepared["std"]), on)
+    return x, torch.as_tensor(prepared["y_train"]).to(on), torch.as_tensor(prepared["fold"]).to(on)
+
+
 def main() -> None:
+    threads = engine.set_threads()
+    on = device.select()
     cfg = params.load("train", paths.PARAMS)
     prepared = data.load_prepared(paths.PREPARED)
-    threads = engine.set_threads()
-    for warning in engine.config_warnings(cfg):
+    for warning in engine.config_warnings(cfg, on.type):
         print(warning, file=sys.stderr)
     n_folds = int(prepared["fold"].max()) + 1
     clear_outputs()
     uri = store.tracking_uri()
     run_params = {f"train.{k}": v for k, v in params.as_dict(cfg).items()} | {
         "data.train_size": len(prepared["y_train"]), "data.test_size": len(prepared["y_test"]),
-        "data.cv_folds": n_folds, "threads": threads}
+        "data.cv_folds": n_folds, "threads": threads, "device": device.label(on)}
     mlflow = trackers.MLflowTracker(uri, store.init_store(uri),
                                     os.environ.get("DVC_EXP_NAME", "workspace"), run_params,
                                     store.run_tags())
     store.save_handle(paths.MLFLOW_RUN, mlflow.handle())
     tracker = trackers.FanOut(trackers.DVCLiveTracker(paths.TRAIN_FOLD_LIVE), mlflow)
     rows, status = [], Status.COMPLETED
-    x = engine.to_tensor(prepared["x_train"], float(prepared["mean"]), float(prepared["std"]))  # once
-    y, folds = torch.as_tensor(prepared["y_train"]), torch.as_tensor(prepared["fold"])
+    x, y, folds = dataset_on(prepared, on)
     try:
         for fold in range(n_folds):
             model, result = train_fold(x, y, folds, fold, cfg, tracker)
-            ckpt = checkpoints.make(model, cfg, fold, prepared["mean"], prepared["std"], result)
+            ckpt = checkpoints.make(model, cfg, fold, prepared["mean"], prepared["std"], result,
+                                    device.label(on))
             atomic.write_with(paths.checkpoint(fold), lambda tmp, ckpt=ckpt: torch.save(ckpt, tmp))
             rows += [{"fold": fold, **row} for row in result.history]
             print(f"fold {fold}: val_acc {result.history[-1]['val_acc']:.4f} after "

@@ -1,24 +1,30 @@
-"""The training loop on tiny synthetic data: learning, determinism, early stopping, divergence."""
+"""The training loop on tiny synthetic data: learning, determinism, early stopping, divergence.
+
+On the CPU, unless $TUNELAB_TEST_DEVICE names another device (benchmarks/accelerator_check.py runs
+this file with TUNELAB_TEST_DEVICE=cuda): the data goes there and the loop follows it."""
 
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from src.core import engine, models
+from src.core import device, engine, models
 from src.core.params import TrainParams
 from src.tracking import trackers
 from tests.conftest import make_images
 
 SMALL = dict(conv_channels=(4, 8), hidden_units=(16,), batch_size=32)
+ON = device.resolve(os.environ.get("TUNELAB_TEST_DEVICE", "cpu"))
 
 
 @pytest.fixture(scope="module")
 def tensors():
+    device.configure(ON)  # CPU: nothing; CUDA: deterministic algorithms, as the stages set it
     images, labels = make_images(400, seed=0)
-    x = engine.to_tensor(images, mean=0.2, std=0.3)
-    y = torch.as_tensor(labels.astype(np.int64))
+    x = engine.to_tensor(images, mean=0.2, std=0.3, on=ON)
+    y = torch.as_tensor(labels.astype(np.int64)).to(ON)
     return x[:300], y[:300], x[300:], y[300:]
 
 
@@ -135,8 +141,8 @@ def test_augment_flip_and_crop():
 
 
 def test_predict_restores_training_mode_and_batches(tensors):
-    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).train()
     x = tensors[0]
+    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).to(x.device).train()
     logits = engine.predict(model, x)
     assert logits.shape == (len(x), 10) and model.training
     model.eval()
@@ -146,8 +152,8 @@ def test_predict_restores_training_mode_and_batches(tensors):
 
 def test_flip_tta_predicts_the_mean_probability_of_the_image_and_its_mirror(tensors):
     torch.manual_seed(0)
-    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).eval()
     x = tensors[0][:40]
+    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).to(x.device).eval()
     with torch.no_grad():
         mean = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
     got = engine.predict(model, x, tta_hflip=True)
@@ -197,7 +203,7 @@ def test_with_ema_the_model_keeps_the_averaged_weights_it_was_validated_with(ten
 def test_train_fold_holds_out_its_fold_with_a_no_op_tracker(tensors):
     from src.train import train_fold
     x, y = tensors[0], tensors[1]
-    folds = torch.arange(len(x)) % 3
+    folds = torch.arange(len(x), device=x.device) % 3
     cfg = TrainParams(**SMALL, epochs=1)
     model, result = train_fold(x, y, folds, 1, cfg, trackers.NullTracker(), progress=False)
     assert result.status == "completed" and len(result.history) == 1
@@ -229,15 +235,16 @@ def test_evaluate_predicts_each_fold_model_as_it_was_validated(tensors):
     from src import evaluate
     from src.core import engine, models
     torch.manual_seed(0)
-    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).eval()
     x = tensors[0][:30]
+    model = models.build("cnn", conv_channels=(4,), hidden_units=(8,)).to(x.device).eval()
     with_tta = {"train_params": {"precision": "fp32", "tta_hflip": True}}
     older = {"train_params": {"precision": "fp32"}}  # a checkpoint from before tta_hflip existed
     got = evaluate.fold_probabilities([(model, with_tta), (model, older)], x)
     assert got.shape == (2, 30, 10)
-    np.testing.assert_allclose(got[0], engine.predict(model, x, tta_hflip=True).softmax(1).numpy(),
+    np.testing.assert_allclose(got[0], engine.predict(model, x, tta_hflip=True).softmax(1).cpu().numpy(),
                                rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(got[1], engine.predict(model, x).softmax(1).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[1], engine.predict(model, x).softmax(1).cpu().numpy(), rtol=1e-5,
+                               atol=1e-7)
 
 
 @pytest.fixture

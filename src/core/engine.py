@@ -1,4 +1,4 @@
-"""The training loop: one model on one fold, fast on a CPU.
+"""The training loop: one model on one fold, fast on a CPU and on an accelerator.
 
 Why it is fast: the whole dataset is one normalised float tensor in memory, batches are slices of a
 per-epoch permutation (no per-sample Python, no DataLoader workers), augmentation works on whole
@@ -7,6 +7,12 @@ batches, conv nets run ``channels_last``, ``precision: bf16`` runs matmuls/convs
 BatchNorm folded into the layer before it. Options for accuracy per CPU-second: one-cycle LR, label
 smoothing, batch-level flip and crop, a moving average of the weights (``ema``) and flip test-time
 augmentation (``tta_hflip``).
+
+Devices (:mod:`src.core.device`): the loop runs where its tensors are. On an accelerator the stage
+moves the whole prepared dataset there once; batch order and augmentation are drawn there, from a
+generator on that device; ``precision: bf16`` autocasts there (fp16 with a grad scaler on a CUDA
+GPU without bf16); the loss, BatchNorm's parameters and statistics stay fp32; evaluation takes
+larger batches. On the CPU every op, its order and its random draws are what they always were.
 
 ``fit`` takes tensors and a :class:`~src.core.params.TrainParams` and returns a :class:`FitResult`; it
 never touches files or trackers: ``on_epoch`` receives each epoch's metrics.
@@ -24,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.core import errors, models
+from src.core import device, errors, models
 from src.core.params import TrainParams
 from src.core.status import Status
 
@@ -32,6 +38,10 @@ from src.core.status import Status
 # with BatchNorm, an exploding LR gives huge but finite losses, so NaN checks alone miss it.
 DIVERGED_LOSS = 10 * math.log(10)
 EVAL_BATCH = 256  # measured: 2.7x faster than 2048 on 2 cores (the batch stays in cache)
+# On an accelerator, a batch this large fills the device in one launch per layer (not measured
+# here): conv activations of the reference CNN take ~0.4 GB in fp32, inside one of four workers'
+# shares of an 8 GB GPU.
+ACCELERATOR_EVAL_BATCH = 4096
 # The final train accuracy (for the train-val gap) is measured on a fixed sample of the training
 # fold as large as the validation fold it is compared with, and at most this many images: the gap's
 # two terms are then about equally precise, and the standard error stays <= 0.5 points. On 48,000
@@ -82,14 +92,17 @@ def native_bf16() -> bool:
         return True
 
 
-def config_warnings(cfg: TrainParams) -> list[str]:
-    """Settings that are allowed but almost certainly not what the user wants, as sentences
-    (`train` prints them; `sweep run` and `search` print them before they queue anything)."""
+def config_warnings(cfg: TrainParams, device_type: str = "cpu") -> list[str]:
+    """Settings that are allowed but almost certainly not what the user wants on ``device_type``,
+    as sentences (`train` prints them; `sweep run` and `search` print them before they queue)."""
     warnings = []
-    if cfg.precision == "bf16" and not native_bf16():
+    if cfg.precision == "bf16" and device_type == "cpu" and not native_bf16():
         warnings.append("warning: train.precision=bf16 on a CPU without native bf16 (AVX-512 BF16 "
                         "or AMX): it is emulated and trains several times slower than fp32 here; "
                         "use fp32")
+    if device.needs_grad_scaler(cfg.precision, device_type):
+        warnings.append("warning: train.precision=bf16 on a GPU without native bf16: it runs as "
+                        "fp16 autocast with a grad scaler instead")
     if cfg.tta_hflip and not cfg.hflip:
         warnings.append("warning: train.tta_hflip=true with train.hflip=false: the model never "
                         "sees mirrored images in training, and averaging over them costs accuracy "
@@ -98,40 +111,47 @@ def config_warnings(cfg: TrainParams) -> list[str]:
     return warnings
 
 
-def to_tensor(images, mean: float, std: float) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> normalised float32 (N, 1, 28, 28), channels_last."""
+def to_tensor(images, mean: float, std: float,
+              on: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, 28, 28) -> normalised float32 (N, 1, 28, 28), channels_last, on device ``on``
+    (computed on the CPU, then moved: the same values on every device)."""
     x = torch.tensor(images, dtype=torch.float32).div_(255.0).sub_(mean).div_(std)  # a copy
-    return x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+    return x.unsqueeze(1).contiguous(memory_format=torch.channels_last).to(on)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, hflip: bool, crop_pad: int) -> torch.Tensor:
-    """Batch-level random horizontal flip and random crop (zero padding, then a shifted window)."""
+    """Batch-level random horizontal flip and random crop (zero padding, then a shifted window), on
+    ``x``'s device, drawn from ``generator`` (a generator on that device)."""
     b, _, h, w = x.shape
+    on = x.device
     if hflip:
-        flip = torch.rand(b, generator=generator) < 0.5
+        flip = torch.rand(b, generator=generator, device=on) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if crop_pad:
         padded = F.pad(x, (crop_pad,) * 4)  # (B, C, H + 2p, W + 2p)
-        dy = torch.randint(0, 2 * crop_pad + 1, (b,), generator=generator)
-        dx = torch.randint(0, 2 * crop_pad + 1, (b,), generator=generator)
-        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
-        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
-        batch = torch.arange(b)[:, None, None, None]
-        chan = torch.arange(x.shape[1])[None, :, None, None]
+        dy = torch.randint(0, 2 * crop_pad + 1, (b,), generator=generator, device=on)
+        dx = torch.randint(0, 2 * crop_pad + 1, (b,), generator=generator, device=on)
+        rows = (dy[:, None] + torch.arange(h, device=on))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=on))[:, None, None, :]  # (B, 1, 1, W)
+        batch = torch.arange(b, device=on)[:, None, None, None]
+        chan = torch.arange(x.shape[1], device=on)[None, :, None, None]
         x = padded[batch, chan, rows, cols].contiguous(memory_format=torch.channels_last)
     return x
 
 
 def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.Optimizer:
+    """The optimizer of ``model``'s parameters, on their device."""
     # fused=True: one kernel for all parameters; measured +8-12% samples/s on 2 cores (bf16/fp32).
+    # CUDA has fused kernels too; on MPS PyTorch picks its default (for-each) implementation.
+    fused = True if next(model.parameters()).device.type in ("cpu", "cuda") else None
     params = model.parameters()
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0, fused=True)
+                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0, fused=fused)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
@@ -151,16 +171,24 @@ def make_schedule(optimizer, cfg: TrainParams, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def _autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+def _autocast(precision: str, device_type: str = "cpu"):
+    return torch.autocast(device_type, dtype=device.autocast_dtype(device_type),
+                          enabled=precision == "bf16")
+
+
+def grad_scaler(precision: str, device_type: str) -> torch.amp.GradScaler | None:
+    """A loss scaler where ``precision: bf16`` runs as fp16 (:func:`device.needs_grad_scaler`),
+    else None (the CPU never has one)."""
+    return torch.amp.GradScaler(device_type) if device.needs_grad_scaler(precision, device_type) \
+        else None
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32",
             tta_hflip: bool = False) -> torch.Tensor:
-    """Logits (N, n_classes) in fp32, in large batches, in eval mode. With ``tta_hflip``, the log of
-    the mean of the softmax of the image and of its mirror: argmax, cross-entropy and softmax then
-    read the averaged prediction."""
+    """Logits (N, n_classes) in fp32 on ``x``'s device, in large batches, in eval mode. With
+    ``tta_hflip``, the log of the mean of the softmax of the image and of its mirror: argmax,
+    cross-entropy and softmax then read the averaged prediction."""
     # An eval-mode copy with BatchNorm folded into the layer before it: 1.2x the images/s of the
     # reference CNN (benchmarks/inference_speed.py); ``model`` keeps its mode and weights.
     net = models.fold_batchnorm(model).to(memory_format=torch.channels_last)
@@ -171,8 +199,10 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str = "fp32",
         both = torch.stack([net(xb).float().log_softmax(1), net(xb.flip(3)).float().log_softmax(1)])
         return both.logsumexp(0) - math.log(2.0)
 
-    with _autocast(precision):
-        return torch.cat([logits_of(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+    on = x.device.type
+    size = EVAL_BATCH if on == "cpu" else ACCELERATOR_EVAL_BATCH
+    with _autocast(precision, on):
+        return torch.cat([logits_of(x[i:i + size]) for i in range(0, len(x), size)])
 
 
 def weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
@@ -191,23 +221,31 @@ def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
 
 def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, schedule,
                 cfg: TrainParams, generator: torch.Generator,
-                average: torch.optim.swa_utils.AveragedModel | None = None) -> tuple[float, float]:
-    """One pass over (x, y) in shuffled mini-batches, updating ``average`` (if any) after each
-    step; returns (mean loss, accuracy) as measured on the fly (train mode, augmented batches)."""
+                average: torch.optim.swa_utils.AveragedModel | None = None,
+                scaler: torch.amp.GradScaler | None = None) -> tuple[float, float]:
+    """One pass over (x, y) in shuffled mini-batches on their device, updating ``average`` (if any)
+    after each step, scaling the loss with ``scaler`` (if any: fp16); returns (mean loss, accuracy)
+    as measured on the fly (train mode, augmented batches)."""
     model.train()
-    order = torch.randperm(len(x), generator=generator)
-    loss_sum = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.long)
+    on = x.device
+    order = torch.randperm(len(x), generator=generator, device=on)
+    loss_sum = torch.zeros((), device=on)
+    correct = torch.zeros((), dtype=torch.long, device=on)
     for i in range(0, len(order), cfg.batch_size):
         idx = order[i:i + cfg.batch_size]
         xb = augment(x[idx], generator, cfg.hflip, cfg.crop_pad)  # (B, 1, 28, 28)
         yb = y[idx]
-        with _autocast(cfg.precision):
+        with _autocast(cfg.precision, on.type):
             logits = model(xb)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # fp16: scale the loss so that small gradients do not flush to zero
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         schedule.step()
         if average is not None:
             average.update_parameters(model)
@@ -220,11 +258,14 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, s
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
         y_val: torch.Tensor, cfg: TrainParams, seed: int,
         on_epoch: Callable[[dict], None] | None = None) -> FitResult:
-    """Train ``model`` in place for ``cfg.epochs`` (or until early stopping / divergence)."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout masks draw from the global generator
-    model = model.to(memory_format=torch.channels_last)
+    """Train ``model`` in place for ``cfg.epochs`` (or until early stopping / divergence), on the
+    device the tensors are on (the model is moved there)."""
+    on = x_train.device
+    generator = torch.Generator(device=on).manual_seed(seed)  # batch order and augmentation
+    torch.manual_seed(seed)  # dropout masks draw from the global generator (of every device)
+    model = model.to(on, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    scaler = grad_scaler(cfg.precision, on.type)
     schedule = make_schedule(optimizer, cfg, math.ceil(len(x_train) / cfg.batch_size))
     average = weight_average(model, cfg.ema)
     evaluated = model if average is None else average.module  # what validation sees
@@ -234,7 +275,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(model, x_train, y_train, optimizer, schedule, cfg,
-                                            generator, average)
+                                            generator, average, scaler)
         val_loss, val_acc = loss_and_accuracy(
             predict(evaluated, x_val, cfg.precision, cfg.tta_hflip), y_val)
         row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -263,6 +304,8 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
         model.load_state_dict(average.module.state_dict())
     if result.status != Status.DIVERGED:
         sample = train_sample(len(x_train), seed, train_sample_size(len(x_val)))
+        if isinstance(sample, torch.Tensor):
+            sample = sample.to(on)
         result.train_accuracy = loss_and_accuracy(
             predict(model, x_train[sample], cfg.precision, cfg.tta_hflip), y_train[sample])[1]
     return result
@@ -279,4 +322,6 @@ def train_sample(n: int, seed: int, size: int) -> slice | torch.Tensor:
     there are at most ``size``, else a seeded uniform sample of ``size`` without replacement."""
     if n <= size:
         return slice(None)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    cpu = torch.device("cpu")  # the same images on every device (fit moves the indices)
+    order = torch.randperm(n, generator=torch.Generator(cpu).manual_seed(seed), device=cpu)
+    return order[:size].sort().values

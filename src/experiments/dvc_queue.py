@@ -225,6 +225,17 @@ def threads_per_worker(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+def share_machine(jobs: int) -> int:
+    """Set what the ``jobs`` queue workers inherit so that they share this machine: cores / J
+    threads each ($TUNELAB_THREADS) and, on an accelerator, 1/J of its memory each (less what
+    their contexts take, $TUNELAB_MEMORY_FRACTION); returns the threads per worker."""
+    from src.core import device  # torch: only once workers are about to start
+    threads = threads_per_worker(jobs)
+    os.environ["TUNELAB_THREADS"] = str(threads)
+    os.environ[device.MEMORY_ENV] = f"{device.worker_memory_fraction(jobs):.4g}"
+    return threads
+
+
 def progress_line(counts: Counter, total: int, started: float) -> str:
     finished = counts["Success"] + counts["Failed"]
     elapsed = time.monotonic() - started

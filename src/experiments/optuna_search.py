@@ -12,7 +12,6 @@ same seed proposes the same trials again.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections import Counter
@@ -131,7 +130,7 @@ def queue_and_wait(experiments: list[sweep_spec.Experiment], jobs: int,
     task_ids = dvc_queue.enqueue(todo, tasks) | {
         pending[e.name].task_id for e in experiments if e.name in pending}
     if task_ids:
-        os.environ["TUNELAB_THREADS"] = str(dvc_queue.threads_per_worker(jobs))
+        dvc_queue.share_machine(jobs)
         dvc_queue.start_workers(jobs)
         dvc_queue.wait_for(task_ids, len(task_ids), poll, jobs)
         outcomes = dvc_queue.experiment_outcomes()

@@ -3,15 +3,14 @@
 `run` validates every experiment first (nothing is queued if one is invalid), creates the MLflow
 store once (parallel workers would corrupt a fresh SQLite database), queues what is missing with
 ``dvc exp run --queue -n <sweep>--<config>--s<seed> -S ...`` (longest first), starts J queue workers
-with $TUNELAB_THREADS = cores / J, shows progress, prints how well the sweep used its workers, and
-returns non-zero naming every failed experiment with the tail of its log (DVC's own queue exits 0
-when experiments fail). Run again after an interruption, it queues only what has not succeeded on
-the current commit.
+with $TUNELAB_THREADS = cores / J (and 1/J of an accelerator's memory each), shows progress, prints
+how well the sweep used its workers, and returns non-zero naming every failed experiment with the
+tail of its log (DVC's own queue exits 0 when experiments fail). Run again after an interruption,
+it queues only what has not succeeded on the current commit.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -75,8 +74,7 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
     if not task_ids:
         print("nothing to run")
         return dvc_queue.experiment_outcomes()
-    threads = dvc_queue.threads_per_worker(jobs)
-    os.environ["TUNELAB_THREADS"] = str(threads)
+    threads = dvc_queue.share_machine(jobs)
     dvc_queue.start_workers(jobs)
     print(f"started {jobs} queue workers ({threads} threads each); Ctrl-C stops waiting, not the "
           f"workers (`dvc queue stop` does)", flush=True)

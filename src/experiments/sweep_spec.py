@@ -210,15 +210,17 @@ def training_flops(merged: dict) -> float:
 
 
 def config_warnings(experiments: list[Experiment], base_params: dict) -> list[str]:
-    """The train stage's warnings (:func:`src.core.engine.config_warnings`), once per configuration,
-    so that a sweep says so before it queues, not in a queue worker's log."""
-    from src.core import engine  # torch, as in training_flops
+    """The train stage's warnings (:func:`src.core.engine.config_warnings`) on the device the
+    workers will use ($TUNELAB_DEVICE), once per configuration, so that a sweep says so before it
+    queues, not in a queue worker's log; a $TUNELAB_DEVICE the workers cannot use fails here too."""
+    from src.core import device, engine  # torch, as in training_flops
+    on = device.resolve().type
     one_per_config = {exp.config: exp for exp in experiments}  # the seeds share their warnings
     warnings = []
     for exp in one_per_config.values():
         train_cfg = params.validate_all(apply(base_params, exp.overrides))["train"]
         warnings += [f"{exp.sweep}{naming.SEP}{exp.config}: {w}"
-                     for w in engine.config_warnings(train_cfg)]
+                     for w in engine.config_warnings(train_cfg, on)]
     return warnings
 
 
