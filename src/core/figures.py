@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from src.core import metrics
+from src.core.status import Status
 
 DPI = 120  # every PNG tunelab writes (stage figures, study figures, the LR range test)
 TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"
@@ -189,11 +190,11 @@ def cv_folds(folds: pd.DataFrame, summary: dict) -> Figure:
         ax.set_ylim(max(0.0, min(shown) - margin), min(1.0, max(shown) + 2 * margin))
     # Values at the foot of each bar, where neither the markers nor the mean line can cover them.
     bottom = ax.get_ylim()[0] + 0.02 * np.diff(ax.get_ylim())[0]
-    statuses = folds["status"] if "status" in folds else ["completed"] * len(folds)
+    statuses = folds["status"] if "status" in folds else [Status.COMPLETED] * len(folds)
     for xi, value, status in zip(x, final, statuses):
-        label = status if status != "completed" else "n/a" if math.isnan(value) else f"{value:.4f}"
+        label = status if status != Status.COMPLETED else "n/a" if math.isnan(value) else f"{value:.4f}"
         ax.text(xi, bottom, label, ha="center", va="bottom", fontsize=8, zorder=5,
-                color="tab:red" if status != "completed" else "white", fontweight="bold")
+                color="tab:red" if status != Status.COMPLETED else "white", fontweight="bold")
     ax.set_xticks(x, [f"fold {f}" for f in folds["fold"]])
     ax.set_xlabel("cross-validation fold")
     ax.set_ylabel("validation accuracy (y axis zoomed)")

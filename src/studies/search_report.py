@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from src.core import naming
-from src.core.status import EXCLUDED, usable
+from src.core.status import EXCLUDED, Status, parse, usable
 from src.experiments import exp_show
 from src.experiments.search_spec import Search
 from src.studies.sweep_report import fmt, md_table
@@ -51,7 +51,7 @@ def trials_frame(shown: list, search: Search) -> pd.DataFrame:
         rows.append({
             "name": name, "rev": head.get("rev"), "trial": naming.parse_trial_name(name)[1],
             "seed": flat.get("train.seed"),
-            "state": "failed" if failed else str(metrics.get("status", "failed")),
+            "state": str(Status.FAILED if failed else parse(metrics.get("status"))),
             "reason": exp_show.get(head, ("error", "msg")) or metrics.get("reason") or "",
             **{k: flat.get(k) if isinstance(flat.get(k), (int, float, str)) else
                naming.format_value(flat.get(k)) for k in keys},
@@ -101,7 +101,7 @@ def best_so_far(frame: pd.DataFrame) -> pd.Series:
 def compute(frame: pd.DataFrame) -> dict:
     """Fold-epochs trained, and what running the pruned trials to the end would have cost
     (their folds x epochs; an upper bound where early stopping would have ended them sooner)."""
-    pruned = frame["state"] == "pruned"
+    pruned = frame["state"] == Status.PRUNED
     trained = float(frame["epochs"].sum())
     unpruned = trained - float(frame.loc[pruned, "epochs"].sum()) + \
         float(frame.loc[pruned, "full_epochs"].sum())

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from src.core import naming
-from src.core.status import usable
+from src.core.status import Status, usable
 from src.experiments import sweep_spec
 
 
@@ -55,9 +55,9 @@ def finding(row, baseline: str) -> str:
 def problems(frame: pd.DataFrame, sweep: sweep_spec.Sweep, summary: pd.DataFrame) -> list[str]:
     """Diverged / failed / missing experiments, configurations without a test, mixed params."""
     out = [f"- diverged (excluded): `{r.name}` ({r.reason})" for r in
-           frame[frame["state"] == "diverged"].itertuples()]
+           frame[frame["state"] == Status.DIVERGED].itertuples()]
     out += [f"- failed: `{n}` (see `dvc queue logs {n}`)" for n in
-            frame.loc[frame["state"] == "failed", "name"]]
+            frame.loc[frame["state"] == Status.FAILED, "name"]]
     seeds = range(int(frame["seed"].max()) + 1) if len(frame) else range(0)
     expected = [naming.experiment_name(sweep.name, sweep.label(c), s) for c in sweep.configs
                 for s in seeds]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from src.core import decide, naming, paths, stats
 from src.core.errors import TunelabError
-from src.core.status import Status, usable
+from src.core.status import Status, parse, usable
 from src.experiments import adaptive, exp_show, sweep_spec
 from src.studies import sweep_figures
 from src.studies.sweep_report import render_report
@@ -66,7 +66,7 @@ def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
             "name": name, "rev": head.get("rev"), "timestamp": exp_show.timestamp(head),
             "sweep": sweep.name, "config": label or parsed["config"],
             "name_config": parsed["config"], "seed": int(flat.get("train.seed", parsed["seed"])),
-            "state": "failed" if failed else str(metrics.get("status", "failed")),
+            "state": str(Status.FAILED if failed else parse(metrics.get("status"))),
             "reason": exp_show.get(head, ("error", "msg")) or metrics.get("reason") or "",
             "others": json.dumps(others, sort_keys=True) if others else "",
             **{column: exp_show.number(exp_show.get(metrics, keys))
@@ -213,8 +213,8 @@ def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep, plan: Plan | Non
                "params": mine["params"].median(),
                "seconds_per_epoch": mine["seconds_per_epoch"].mean(),
                "train_val_gap": mine["train_val_gap"].mean(),
-               "n_diverged": int((every["state"] == "diverged").sum()),
-               "n_failed": int((every["state"] == "failed").sum()),
+               "n_diverged": int((every["state"] == Status.DIVERGED).sum()),
+               "n_failed": int((every["state"] == Status.FAILED).sum()),
                "fold_epochs": every["fold_epochs"].sum(), "train_seconds": every["train_seconds"].sum()}
         d = decided.get(label)
         if label == base:
