@@ -1,0 +1,545 @@
+"""Decisions for seed studies: better / worse / equivalent within a margin / undecided (and how many
+seeds would decide it), with seeds added only where the answer is still open.
+
+A comparison of a configuration with the baseline ends in one of four verdicts:
+- "better" / "worse": the two-sided paired t-test of the difference (candidate - baseline, one pair
+  per shared seed) rejects "no difference"; if TOST also shows the difference lies within ±margin,
+  it is "better, by less than the margin" (`below_margin`).
+- "equivalent": TOST (Schuirmann 1987; two one-sided t-tests of H0: |difference| >= margin, p =
+  the larger of the two) rejects, and the difference test does not.
+- "undecided": neither; the decision then says how many seeds per configuration would decide it
+  at 80% power (`seeds_needed`, `needed_for`): the smaller of the n that detects the observed
+  difference and the n that shows equivalence if the true difference is the observed one, from
+  the observed sd, at the level this comparison had at this look (look_alpha, Holm-corrected;
+  all looks of a design have the same level, so that is the last look's). It is the n of a test
+  at that level; a rerun with a larger max_seeds has more looks and a smaller look_alpha, so it
+  needs a little more. `mdd` is the minimum detectable difference at the current n, same level.
+- "not tested": fewer than 2 pairs, or paired differences that are all identical (t = 0/0).
+
+Sequential design (`Design`): every configuration gets `first_seeds` seeds, then in rounds the
+baseline and every configuration still open get the next seed, until each comparison is decided or
+has `max_seeds` seeds: at most K = max_seeds - first_seeds + 1 looks. A decision made at a look is
+final: the configuration gets no more seeds and is not tested again.
+
+Error control over the looks and the configurations, for any dependence between them:
+- Over the K looks, a fixed nominal boundary from the Bonferroni inequality: every look tests at
+  alpha / K (the difference test two-sided, each of TOST's one-sided tests alike). Whatever the
+  correlation between the looks, P(any false rejection at any look) <= sum over looks of alpha / K
+  = alpha. This is conservative next to Pocock's (1977) constant boundary, which spends the same
+  alpha over the looks but needs the joint distribution of the t statistics; here the boundary
+  holds exactly for t statistics with any df and for looks at unequal information, e.g. when a
+  seed fails and a configuration has fewer pairs at a look than planned.
+- Over the configurations of a look, Holm's (1979) step-down procedure at the look's level. The
+  family of a look is every hypothesis not yet rejected, including those of configurations that
+  were closed earlier for the other reason (an "equivalent" configuration still holds its share
+  of the difference family, a plain "better" one its share of the TOST family; they count with
+  p = 1). A rejected hypothesis passes its share on to the others, as in Holm's procedure.
+  This is the group-sequential Holm procedure of the graphical approach (Maurer & Bretz 2013,
+  with the Bonferroni boundary above as each hypothesis' group-sequential test), so the
+  family-wise error rate of each kind of claim, "differs from the baseline" and "is equivalent to
+  the baseline", stays <= alpha over all looks and all configurations. Counting only the
+  configurations still open would not be valid: closing true nulls as "equivalent" would shrink
+  the family and loosen the test of the others.
+tests/test_decide.py shows the error rates by simulation through `simulate_study`, which runs the
+same loop (`run_sequential`) the sweep runs, and shows that without the correction over the looks
+the false-difference rate exceeds alpha.
+
+References: S. Holm (1979), A simple sequentially rejective multiple test procedure, Scand. J.
+Statist. 6:65-70. S. J. Pocock (1977), Group sequential methods in the design and analysis of
+clinical trials, Biometrika 64:191-199. D. J. Schuirmann (1987), A comparison of the two one-sided
+tests procedure and the power approach for assessing the equivalence of average bioavailability,
+J. Pharmacokin. Biopharm. 15:657-680. W. Maurer & F. Bretz (2013), Multiple testing in group
+sequential trials using graphical approaches, Stat. Biopharm. Res. 5:311-320. D. Lakens (2017),
+Equivalence tests: a practical primer for t tests, correlations, and meta-analyses, Soc. Psychol.
+Personal. Sci. 8:355-362.
+
+Units: differences and the margin are in the metric's own units (accuracy fractions); labels print
+them in points (x100). Pure functions, no I/O; "better" means a larger value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import optimize, special
+
+from src.core.stats import holm
+
+VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
+DECIDED = frozenset({"better", "worse", "equivalent"})
+POWER = 0.8  # the power `seeds_needed` and `mdd` are computed for
+SEEDS_CAP = 1_000_000  # a larger sample size is reported as not estimable (None)
+
+
+# --- the design ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Design:
+    """The adaptive-seed plan of a sweep; first_seeds == max_seeds is a fixed design (1 look)."""
+
+    first_seeds: int  # seeds every configuration gets before the first look
+    max_seeds: int  # the most seeds a configuration gets
+    alpha: float = 0.05  # family-wise error rate of each kind of claim, over all looks
+
+    def __post_init__(self):
+        for name in ("first_seeds", "max_seeds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if self.first_seeds < 2:
+            raise ValueError(f"first_seeds must be >= 2 (a t-test needs 2 pairs), got {self.first_seeds}")
+        if self.max_seeds < self.first_seeds:
+            raise ValueError(f"max_seeds ({self.max_seeds}) must be >= first_seeds ({self.first_seeds})")
+        if not (isinstance(self.alpha, int | float) and 0.0 < self.alpha < 1.0):
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+
+    @property
+    def looks(self) -> int:
+        """The most looks the design takes: after first_seeds seeds, then after each added seed."""
+        return self.max_seeds - self.first_seeds + 1
+
+    @property
+    def look_alpha(self) -> float:
+        """The nominal alpha of each look: alpha / looks (Bonferroni over the looks)."""
+        return self.alpha / self.looks
+
+
+# --- one decision ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str  # one of VERDICTS
+    below_margin: bool  # better/worse, and TOST shows the difference is within ±margin
+    diff: float  # mean paired difference candidate - baseline (Welch: difference of the means)
+    ci_low: float  # the difference's two-sided (1 - alpha_diff) interval
+    ci_high: float
+    tost_low: float  # the (1 - 2 alpha_tost) interval TOST uses
+    tost_high: float
+    p_value: float  # two-sided p of the difference, Holm-adjusted within the look's family
+    p_tost: float  # TOST p (the larger one-sided p), Holm-adjusted the same way
+    n: int  # pairs (seeds) used; Welch: the smaller group
+    sd: float  # sd of the paired differences; Welch: sqrt(var_c + var_b), the sd of one seed's difference
+    seeds_needed: int | None  # undecided only: seeds per configuration that would decide it at 80% power
+    needed_for: str  # "difference" | "equivalence" | "": what seeds_needed is for
+    mdd: float  # minimum detectable difference at the current n (80% power, level alpha_diff)
+    margin: float
+    look: int  # 1-based look at which the decision was made
+    alpha_diff: float = math.nan  # the level this comparison's difference test had (look_alpha, Holm)
+    alpha_tost: float = math.nan  # the level of each of its one-sided TOST tests
+
+    def label(self) -> str:
+        """The verdict in words for a report, e.g. "equivalent within ±0.50 points"."""
+        if self.verdict in ("better", "worse"):
+            return f"{self.verdict}, by less than the margin" if self.below_margin else self.verdict
+        if self.verdict == "equivalent":
+            return f"equivalent within ±{self.margin * 100:.2f} points"
+        if self.verdict == "undecided":
+            if self.seeds_needed is None:
+                return "undecided (seeds needed not estimable)"
+            return f"undecided (needs ≈ {self.seeds_needed} seeds)"
+        if self.n < 2:
+            return f"not tested (n = {self.n} < 2)"
+        return "not tested (no variance in the paired differences)"
+
+    def as_dict(self) -> dict:
+        """JSON/CSV-safe: nan -> None, plus the label."""
+        d = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+        d["label"] = self.label()
+        return d
+
+
+def is_final(decision: Decision, design: Design) -> bool:
+    """Decided (better / worse / equivalent), or the design's last look reached."""
+    return decision.verdict in DECIDED or decision.look >= design.looks
+
+
+def needs_another_seed(decisions: Mapping[str, Decision], design: Design,
+                       n_now: Mapping[str, int]) -> list[str]:
+    """The configurations that get the next seed in the next round: those not final (undecided or
+    not tested before the last look) with fewer than max_seeds seeds run (`n_now`)."""
+    return [c for c, d in decisions.items() if not is_final(d, design) and n_now[c] < design.max_seeds]
+
+
+# --- t statistics ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TStat:
+    """What every test here needs: an estimate, its standard error and the t distribution's df."""
+
+    est: float
+    se: float  # 0 when there is no variance
+    df: float
+    n: int  # pairs; Welch: the smaller group
+    sd: float  # sd of one seed's difference, so that se = sd / sqrt(n) for n seeds each
+
+    @property
+    def testable(self) -> bool:
+        return self.n >= 2 and self.se > 0.0
+
+
+def _values(values, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float).ravel()
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr)).tolist()
+        raise ValueError(f"{name} contains NaN or inf at positions {bad}")
+    return arr
+
+
+def paired_t(diffs) -> TStat:
+    """One-sample t on the paired differences (= scipy.stats.ttest_rel on candidate, baseline)."""
+    # Plain floats: at the 3-10 pairs of a seed study numpy's per-call overhead is most of the cost,
+    # and the simulations call this tens of thousands of times. fsum is exactly rounded.
+    d = _values(diffs, "paired differences").tolist()
+    n = len(d)
+    if n == 0:
+        return TStat(math.nan, math.nan, math.nan, 0, math.nan)
+    mean = math.fsum(d) / n
+    if n == 1:
+        return TStat(mean, math.nan, math.nan, 1, math.nan)
+    # Exactly equal differences (discrete accuracies make them possible) are t = 0/0: not tested.
+    sd = 0.0 if all(x == d[0] for x in d) else math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
+    return TStat(mean, sd / math.sqrt(n), float(n - 1), n, sd)
+
+
+def welch_t(candidate, baseline) -> TStat:
+    """Welch's t of mean(candidate) - mean(baseline), Welch-Satterthwaite df."""
+    c, b = _values(candidate, "candidate"), _values(baseline, "baseline")
+    n = int(min(c.size, b.size))
+    if n == 0:
+        return TStat(math.nan, math.nan, math.nan, 0, math.nan)
+    est = float(c.mean() - b.mean())
+    if n == 1:
+        return TStat(est, math.nan, math.nan, 1, math.nan)
+    vc = 0.0 if bool(np.all(c == c[0])) else float(c.var(ddof=1))
+    vb = 0.0 if bool(np.all(b == b[0])) else float(b.var(ddof=1))
+    qc, qb = vc / c.size, vb / b.size
+    if qc + qb == 0.0:
+        return TStat(est, 0.0, math.nan, n, 0.0)
+    df = (qc + qb) ** 2 / (qc**2 / (c.size - 1) + qb**2 / (b.size - 1))
+    return TStat(est, math.sqrt(qc + qb), float(df), n, math.sqrt(vc + vb))
+
+
+def _p_two_sided(t: TStat) -> float:
+    return float(2.0 * special.stdtr(t.df, -abs(t.est) / t.se))
+
+
+def _p_tost(t: TStat, margin: float) -> float:
+    p_low = special.stdtr(t.df, -(t.est + margin) / t.se)  # H0: diff <= -margin
+    p_high = special.stdtr(t.df, (t.est - margin) / t.se)  # H0: diff >= +margin
+    return float(max(p_low, p_high))
+
+
+def _interval(t: TStat, two_sided_alpha: float) -> tuple[float, float]:
+    half = float(special.stdtrit(t.df, 1.0 - two_sided_alpha / 2.0)) * t.se
+    return t.est - half, t.est + half
+
+
+def _check_margin(margin: float) -> None:
+    if not (isinstance(margin, int | float) and math.isfinite(margin) and margin > 0.0):
+        raise ValueError(f"margin must be a positive number, got {margin!r}")
+
+
+def _check_alpha(alpha: float, name: str = "alpha", upper: float = 1.0) -> None:
+    if not (isinstance(alpha, int | float) and 0.0 < alpha < upper):
+        raise ValueError(f"{name} must be in (0, {upper:g}), got {alpha!r}")
+
+
+def tost_paired(diffs, margin: float, alpha: float) -> tuple[float, float, float]:
+    """TOST of the paired differences against ±margin: (p, low, high) with p the larger one-sided p
+    and (low, high) the (1 - 2 alpha) interval; equivalent at level alpha iff p < alpha iff the
+    interval lies inside (-margin, margin). (nan, nan, nan) when not testable."""
+    _check_margin(margin)
+    _check_alpha(alpha, upper=0.5)
+    return _tost(paired_t(diffs), margin, alpha)
+
+
+def tost_welch(candidate, baseline, margin: float, alpha: float) -> tuple[float, float, float]:
+    """TOST of mean(candidate) - mean(baseline) with Welch's t; as `tost_paired`."""
+    _check_margin(margin)
+    _check_alpha(alpha, upper=0.5)
+    return _tost(welch_t(candidate, baseline), margin, alpha)
+
+
+def _tost(t: TStat, margin: float, alpha: float) -> tuple[float, float, float]:
+    if not t.testable:
+        return math.nan, math.nan, math.nan
+    return (_p_tost(t, margin), *_interval(t, 2.0 * alpha))
+
+
+# --- sample sizes ----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _noncentrality(df: float, alpha: float, power: float) -> float:
+    """The noncentrality at which a two-sided t-test at level alpha with df has this power."""
+    from scipy.stats import nct
+
+    crit = float(special.stdtrit(df, 1.0 - alpha / 2.0))
+
+    # Both tails as survival functions: scipy.special.nctdtr returns nan where the lower tail
+    # underflows (scipy 1.17: e.g. df = 9, nc > 8.6 at alpha 0.05), nct.sf does not.
+    def gap(nc: float) -> float:
+        return float(nct.sf(crit, df, nc) + nct.sf(crit, df, -nc)) - power
+
+    hi = 2.0 * crit + 10.0
+    while gap(hi) < 0.0:
+        hi *= 2.0
+    return float(optimize.brentq(gap, 0.0, hi, xtol=1e-12, rtol=1e-12))
+
+
+def _check_power(power: float) -> None:
+    _check_alpha(power, "power")
+
+
+def minimum_detectable_difference(n: int, sd: float, alpha: float, power: float = POWER) -> float:
+    """The smallest |true difference| a two-sided paired t-test of n pairs at level alpha detects
+    with this power (exact, noncentral t); nan when n < 2 or sd is not finite."""
+    _check_alpha(alpha)
+    _check_power(power)
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    return _noncentrality(float(n - 1), float(alpha), float(power)) * sd / math.sqrt(n)
+
+
+def _smallest_n(ok: Callable[[int], bool], guess: float) -> int | None:
+    """The smallest n in [2, SEEDS_CAP] with ok(n), for ok monotone in n (False ... False True ...),
+    searched from a guess by galloping, then bisection; None when SEEDS_CAP is not enough."""
+    g = int(min(max(math.ceil(guess), 2), SEEDS_CAP))
+    if ok(g):
+        hi, step = g, 1
+        while True:  # gallop down to a failing n; n = 1 counts as failing
+            lo = max(hi - step, 1)
+            if lo == 1 or not ok(lo):
+                break
+            hi, step = lo, step * 2
+    else:
+        lo, step = g, 1
+        while True:  # gallop up to a passing n
+            if lo >= SEEDS_CAP:
+                return None
+            hi = min(lo + step, SEEDS_CAP)
+            if ok(hi):
+                break
+            lo, step = hi, step * 2
+    while hi - lo > 1:  # invariant: not ok(lo), ok(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def seeds_for_difference(diff: float, sd: float, alpha: float, power: float = POWER) -> int | None:
+    """Pairs a two-sided paired t-test at level alpha needs to detect a true difference `diff` with
+    this power, for paired differences of this sd (exact, noncentral t; the n that
+    statsmodels' TTestPower().solve_power gives, rounded up). None when diff is 0, sd is 0 or not
+    finite, or more than SEEDS_CAP pairs would be needed."""
+    _check_alpha(alpha)
+    _check_power(power)
+    if not (math.isfinite(diff) and math.isfinite(sd)) or diff == 0.0 or sd <= 0.0:
+        return None
+    effect = abs(diff) / sd
+    z = special.ndtri(1.0 - alpha / 2.0) + special.ndtri(power)
+    return _smallest_n(lambda n: minimum_detectable_difference(n, sd, alpha, power) <= abs(diff),
+                       (z / effect) ** 2)
+
+
+# Gauss-Legendre nodes for the TOST power integral over the sample sd.
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(64)
+_TAIL = 1e-14  # the sample sd's tails left out of the integral, each side
+
+
+def tost_power(n: int, diff: float, sd: float, margin: float, alpha: float) -> float:
+    """Exact power of the paired TOST (each one-sided test at level alpha) with n pairs, true mean
+    difference `diff` and sd of the differences `sd`.
+
+    TOST rejects iff -margin + c s/sqrt(n) < mean < margin - c s/sqrt(n), c = t_(1-alpha, n-1):
+    given the sample sd s, a normal probability. With u = s / sd, (n-1) u^2 is chi^2(n-1) and
+    independent of the mean, so the power is the integral of that probability over u's density, from
+    u's 1e-14 quantile to where the interval closes (u = margin sqrt(n) / (c sd)) or u's upper
+    1e-14 quantile; Gauss-Legendre, 64 nodes (within 3e-11 of adaptive quadrature for n = 2 ..
+    100,000; the tests check it against quadrature and Monte Carlo).
+    """
+    if n < 2 or not sd > 0.0:
+        return math.nan
+    df = n - 1
+    crit = float(special.stdtrit(df, 1.0 - alpha))
+    lo = math.sqrt(special.chdtri(df, 1.0 - _TAIL) / df)
+    hi = min(margin * math.sqrt(n) / (crit * sd), math.sqrt(special.chdtri(df, _TAIL) / df))
+    if hi <= lo:
+        return 0.0
+    u = lo + (_GL_X + 1.0) * ((hi - lo) / 2.0)
+    v = df * u * u  # chi^2(df)
+    density = 2.0 * df * u * np.exp(special.xlogy(df / 2.0 - 1.0, v) - v / 2.0
+                                    - df / 2.0 * math.log(2.0) - special.gammaln(df / 2.0))
+    se = sd / math.sqrt(n)
+    half = np.maximum(margin - crit * sd * u / math.sqrt(n), 0.0)
+    inside = special.ndtr((half - diff) / se) - special.ndtr((-half - diff) / se)
+    power = float(np.dot(_GL_W, inside * density) * ((hi - lo) / 2.0))
+    return min(max(power, 0.0), 1.0)  # the quadrature's last digits can step past 1
+
+
+def seeds_for_equivalence(diff: float, sd: float, margin: float, alpha: float,
+                          power: float = POWER) -> int | None:
+    """Pairs a paired TOST at level alpha needs to show equivalence within ±margin with this power
+    when the true difference is `diff` (exact power, `tost_power`). None when |diff| >= margin
+    (equivalence is then false), sd is 0 or not finite, or more than SEEDS_CAP would be needed."""
+    _check_margin(margin)
+    _check_alpha(alpha, upper=0.5)
+    _check_power(power)
+    if not (math.isfinite(diff) and math.isfinite(sd)) or sd <= 0.0 or abs(diff) >= margin:
+        return None
+    # Normal approximation for the first guess: one tail matters unless diff is near 0.
+    z_beta = special.ndtri(1.0 - (1.0 - power) / 2.0) if diff == 0.0 else special.ndtri(power)
+    guess = ((special.ndtri(1.0 - alpha) + z_beta) * sd / (margin - abs(diff))) ** 2
+    return _smallest_n(lambda n: tost_power(n, diff, sd, margin, alpha) >= power, guess)
+
+
+# --- the decisions of a look -----------------------------------------------------------------
+
+
+def _holm_step(p: list[float], held: int, level: float) -> tuple[list[float], list[bool], list[float]]:
+    """Holm at `level` over p plus `held` hypotheses counted with p = 1: the adjusted p, which are
+    rejected, and the level each one was tested at (its step's level; the first failing step's
+    level for those not rejected, so the (1 - level) interval excludes 0 iff it is rejected)."""
+    m = len(p) + held
+    adjusted = holm(p + [1.0] * held)[: len(p)].tolist()
+    rejected = [a < level for a in adjusted]
+    stop = sum(rejected) + 1  # the first step that fails
+    order = sorted(range(len(p)), key=p.__getitem__)  # the held p = 1 come after all of these
+    levels = [0.0] * len(p)
+    for rank, i in enumerate(order, start=1):
+        levels[i] = level / (m - min(rank, stop) + 1)
+    return adjusted, rejected, levels
+
+
+def _plan(t: TStat, margin: float, alpha_diff: float, alpha_tost: float) -> tuple[int | None, str]:
+    n_diff = seeds_for_difference(t.est, t.sd, alpha_diff)
+    n_eq = seeds_for_equivalence(t.est, t.sd, margin, alpha_tost)
+    options = [(n, what) for n, what in ((n_diff, "difference"), (n_eq, "equivalence")) if n is not None]
+    return min(options) if options else (None, "")
+
+
+def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look: int,
+                 decided: Mapping[str, Decision] | None = None, plan: bool = True) -> dict[str, Decision]:
+    """The decisions at look `look` of the comparisons in `tests` (the ones still open), each a
+    `paired_t` or a `welch_t`. `decided`: the decisions made at earlier looks; those whose null was
+    not rejected keep their share of its Holm family (module docstring). `plan=False` skips
+    seeds_needed and mdd (the simulations do not need them; the decisions are the same)."""
+    _check_margin(margin)
+    if not (isinstance(look, int) and 1 <= look <= design.looks):
+        raise ValueError(f"look must be an integer in 1..{design.looks}, got {look!r}")
+    decided = decided or {}
+    both = sorted(set(tests) & set(decided))
+    if both:
+        raise ValueError(f"configurations both open and decided: {both}")
+    names = list(tests)
+    level = design.look_alpha
+    if level >= 0.5:  # TOST's one-sided tests at >= 0.5 would be meaningless
+        raise ValueError(f"the look's alpha must be < 0.5, got {level}")
+    stats = [tests[c] for c in names]
+    testable = [t.testable for t in stats]
+    p_diff = [_p_two_sided(t) if ok else 1.0 for t, ok in zip(stats, testable)]
+    p_eq = [_p_tost(t, margin) if ok else 1.0 for t, ok in zip(stats, testable)]
+    held_diff = sum(d.verdict not in ("better", "worse") for d in decided.values())
+    held_eq = sum(not (d.verdict == "equivalent" or d.below_margin) for d in decided.values())
+    adj_diff, rej_diff, a_diff = _holm_step(p_diff, held_diff, level)
+    adj_eq, rej_eq, a_eq = _holm_step(p_eq, held_eq, level)
+
+    out = {}
+    for i, (c, t) in enumerate(zip(names, stats)):
+        if not testable[i]:
+            out[c] = Decision("not tested", False, t.est, math.nan, math.nan, math.nan, math.nan,
+                              math.nan, math.nan, t.n, t.sd, None, "", math.nan, margin, look)
+            continue
+        ci = _interval(t, a_diff[i])
+        tost = _interval(t, 2.0 * a_eq[i])
+        if rej_diff[i]:
+            verdict, below = ("better" if t.est > 0 else "worse"), bool(rej_eq[i])
+        else:
+            verdict, below = ("equivalent" if rej_eq[i] else "undecided"), False
+        needed, needed_for, mdd = None, "", math.nan
+        if plan:
+            mdd = minimum_detectable_difference(t.n, t.sd, a_diff[i])
+            if verdict == "undecided":
+                needed, needed_for = _plan(t, margin, a_diff[i], a_eq[i])
+        out[c] = Decision(verdict, below, t.est, ci[0], ci[1], tost[0], tost[1], adj_diff[i],
+                          adj_eq[i], t.n, t.sd, needed, needed_for, mdd, margin, look,
+                          a_diff[i], a_eq[i])
+    return out
+
+
+def decide_family(diffs: Mapping[str, np.ndarray], margin: float, design: Design, look: int,
+                  decided: Mapping[str, Decision] | None = None, plan: bool = True) -> dict[str, Decision]:
+    """Decisions at look `look` for the comparisons still open: each key a configuration, each value
+    its paired differences with the baseline (one per shared seed). Holm over the comparisons at
+    the look's alpha (design.look_alpha), for the difference test and TOST alike; `decided` as in
+    `decide_tests`."""
+    return decide_tests({c: paired_t(d) for c, d in diffs.items()}, margin, design, look, decided, plan)
+
+
+def decide_unpaired(candidate, baseline, margin: float, alpha: float) -> Decision:
+    """One comparison by Welch's t (a fixed design whose seeds differ between the two): look 1 of 1
+    at level alpha. For several such comparisons with Holm, use decide_tests with welch_t. Its
+    seeds_needed and mdd are those of n seeds each with sd = sqrt(var_c + var_b) and df = n - 1
+    (the smaller group's n; the df is conservative next to Welch's)."""
+    design = Design(2, 2, alpha)
+    return decide_tests({"": welch_t(candidate, baseline)}, margin, design, 1)[""]
+
+
+# --- the sequential loop ---------------------------------------------------------------------
+
+# draw(configs, seeds) runs seeds `seeds` (0-based indices) of the configurations `configs`, and of
+# the baseline where it has not run them yet, and returns each configuration's paired differences
+# (candidate - baseline), one per seed in that order; nan where the pair is missing (a failed run).
+Draw = Callable[[list[str], list[int]], Mapping[str, Sequence[float]]]
+
+
+def run_sequential(draw: Draw, configs: Sequence[str], margin: float, design: Design,
+                   on_look: Callable[[int, dict[str, Decision]], None] | None = None,
+                   plan: bool = True) -> dict[str, Decision]:
+    """The adaptive-seed study: seeds 0 .. first_seeds-1 of every configuration, then look after
+    look the next seed of every configuration still open, until all are decided or the last look
+    is taken. Returns the final decision of every configuration (in `configs` order); `on_look(look,
+    decisions)` sees the decisions of each look (e.g. to report progress)."""
+    _check_margin(margin)
+    configs = list(configs)
+    if len(set(configs)) != len(configs):
+        raise ValueError(f"duplicate configurations in {configs}")
+    pairs: dict[str, list[float]] = {c: [] for c in configs}
+    seeds_run = dict.fromkeys(configs, 0)
+    final: dict[str, Decision] = {}
+    todo, seeds = configs, list(range(design.first_seeds))
+    for look in range(1, design.looks + 1):
+        got = draw(todo, seeds)
+        for c in todo:
+            values = list(got[c])
+            if len(values) != len(seeds):
+                raise ValueError(f"draw returned {len(values)} differences for {c!r}, expected {len(seeds)}")
+            pairs[c].extend(v for v in values if not math.isnan(v))
+            seeds_run[c] += len(seeds)
+        decisions = decide_tests({c: paired_t(pairs[c]) for c in todo}, margin, design, look, final,
+                                 plan=plan)
+        if on_look is not None:
+            on_look(look, decisions)
+        final.update({c: d for c, d in decisions.items() if is_final(d, design)})
+        todo = needs_another_seed(decisions, design, seeds_run)
+        if not todo:
+            break
+        seeds = [design.first_seeds + look - 1]
+    return {c: final[c] for c in configs}
+
+
+def simulate_study(rng: np.random.Generator, true_diffs: Mapping[str, float], sd: float, margin: float,
+                   design: Design, plan: bool = False) -> dict[str, Decision]:
+    """One simulated sequential study through `run_sequential`: independent normal paired
+    differences with mean true_diffs[config] and this sd."""
+    def draw(configs: list[str], seeds: list[int]) -> dict[str, np.ndarray]:
+        return {c: rng.normal(true_diffs[c], sd, len(seeds)) for c in configs}
+
+    return run_sequential(draw, list(true_diffs), margin, design, plan=plan)
