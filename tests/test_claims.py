@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import re
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -17,7 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from src.core import decide, params
+from src.core import decide, errors, params
 from src.core.errors import ParamError
 from src.experiments import claim_spec, search_spec, sweep_spec
 from src.studies import claims_report
@@ -294,7 +292,7 @@ def test_the_page_states_the_rules_the_summary_and_the_run_commands():
             f"equivalent (no difference beyond the margin), {count['undecided']} undecided, 1 not "
             "run yet.**") in text
     assert "## How a claim is decided" in text and "alpha / looks" in text
-    assert ("`python -m src.sweep run t --seeds 3 --until-decided --max-seeds 6 --jobs 2 && "
+    assert ("  - `python -m src.sweep run t --seeds 3 --until-decided --max-seeds 6 --jobs 2 && "
             "python -m src.study t`") in text
     for link in re.findall(r"\]\(([^)]+)\)", text):
         assert link in studies().reports, link
@@ -365,7 +363,15 @@ def test_replicate_searches_must_carry_their_seed_and_be_enough():
 
 # --- the door ------------------------------------------------------------------------------------
 
-def test_the_door_writes_the_same_page_twice_from_committed_studies(tmp_path):
+def run_door(monkeypatch, *args: str) -> None:
+    """`python -m src.study ARGS` in this process (the door's main; errors.run turns a
+    TunelabError into its one line and exit 2)."""
+    from src import study
+    monkeypatch.setattr(sys, "argv", ["python -m src.study", *args])
+    study.main()
+
+
+def test_the_door_writes_the_same_page_twice_from_committed_studies(tmp_path, monkeypatch, capsys):
     for name in ("claims.yaml", "sweeps.yaml", "searches.yaml", "params.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     folder = tmp_path / "reports" / "study" / "dropout"
@@ -374,14 +380,12 @@ def test_the_door_writes_the_same_page_twice_from_committed_studies(tmp_path):
     experiments("dropout", {label: values(0.0, 0.002) for label in labels}).to_csv(
         folder / "experiments.csv", index=False)
     (folder / "report.md").write_text("# dropout\n")
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    run = [sys.executable, "-m", "src.study", "claims"]
-    first = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+    monkeypatch.chdir(tmp_path)
+    run_door(monkeypatch, "claims")
+    assert "claims: Of 25 claims:" in capsys.readouterr().out
     page, csv = (tmp_path / "reports" / f"claims.{ext}" for ext in ("md", "csv"))
     texts = page.read_bytes(), csv.read_bytes()
-    second = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr
+    run_door(monkeypatch, "claims")
     assert (page.read_bytes(), csv.read_bytes()) == texts
     text = page.read_text()
     assert "Of 25 claims" in text and "24 not run yet" in text
@@ -390,11 +394,8 @@ def test_the_door_writes_the_same_page_twice_from_committed_studies(tmp_path):
     table = pd.read_csv(csv)
     assert set(table["claim"]) == set(range(1, 26))
     assert (table.loc[table["claim"] == 1, "claim_outcome"] != "not run").all()
-    assert "claims: Of 25 claims:" in first.stdout
 
 
-def test_the_door_refuses_all_commits_for_claims(tmp_path):
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    shown = subprocess.run([sys.executable, "-m", "src.study", "claims", "--all-commits"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert shown.returncode == 2 and "--all-commits does not apply" in shown.stderr
+def test_the_door_refuses_all_commits_for_claims(monkeypatch):
+    with pytest.raises(errors.TunelabError, match="--all-commits does not apply"):
+        run_door(monkeypatch, "claims", "--all-commits")

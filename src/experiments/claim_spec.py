@@ -100,8 +100,9 @@ def fidelity(configs: list[dict], base: dict) -> str:
     left out keeping params.yaml's): e.g. "60,000 images, 5 folds, 3 and 10 epochs"."""
     def values(key):
         section, _, name = key.partition(".")
-        found = {c.get(key, (base.get(section) or {}).get(name)) for c in configs}
-        return " and ".join(f"{v:,}" for v in sorted(found))
+        found = [f"{v:,}" for v in sorted({c.get(key, (base.get(section) or {}).get(name))
+                                           for c in configs})]
+        return " and ".join([", ".join(found[:-1]), found[-1]] if len(found) > 2 else found)
     size, folds, epochs = (values(k) for k in FIDELITY_KEYS)
     return f"{size} images, {folds} folds, {epochs} epochs"
 

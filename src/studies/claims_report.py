@@ -283,7 +283,7 @@ def _decide_lr(claim: Claim, part: Part, sweep, frame, suggestion: dict) -> Part
     head = f"suggestion {part.lr_key} = {lr:.3g}; grid rates within x{part.within:g}: " + \
         (", ".join(near) if near else "none")
     if not near:
-        return PartResult(part, "fails", None, head)
+        return PartResult(part, "fails", None, head, f"no rate of the sweep within x{part.within:g}")
     values = _values(frame, claim.diverged_as_chance)
     pairs = {f"{c} vs {o}": Part(f"{c} vs {o}", "contrast", "not_worse", ((c, 1.0),), ((o, 1.0),))
              for c in near for o in rates if o != c}
@@ -298,7 +298,11 @@ def _decide_lr(claim: Claim, part: Part, sweep, frame, suggestion: dict) -> Part
                 key=lambda d: d.diff if math.isfinite(d.diff) else math.inf)
     detail = head + "; " + "; ".join(
         f"{name}: {d.label()} ({_points(d.diff, signed=True)} points)" for name, d in decisions.items())
-    return PartResult(part, outcome, worst, detail)
+    verdict = {"holds": f"{chosen} (x{max(rates[chosen] / lr, lr / rates[chosen]):.2g} from the "
+                        "suggestion) is not worse than any other rate",
+               "fails": "every rate within the factor is beaten beyond the margin",
+               "undecided": f"{chosen}: not yet shown to be as good as every other rate"}[outcome]
+    return PartResult(part, outcome, worst, detail, verdict)
 
 
 def _params_note(part: Part, frame: pd.DataFrame | None) -> str:
@@ -337,20 +341,21 @@ def run_command(name: str, claims: claim_spec.Claims) -> str:
     """The commands that run (or continue) a study at its design."""
     design = claims.designs[name]
     if name in claims.sweeps:
-        return (f"python -m src.sweep run {name} --seeds {design.first_seeds} --until-decided "
-                f"--max-seeds {design.max_seeds} --jobs {JOBS} && python -m src.study {name}")
+        return (f"`python -m src.sweep run {name} --seeds {design.first_seeds} --until-decided "
+                f"--max-seeds {design.max_seeds} --jobs {JOBS} && python -m src.study {name}`")
     trials = max((b.trials for c in claims.claims for p in c.parts for b in (p.best_a, p.best_b)
                   if b and b.study == name), default=0)
-    return (f"for k in $(seq 0 {design.first_seeds - 1}); do python -m src.search {name}_r$k "
-            f"--trials {trials} --jobs {JOBS} && python -m src.study {name}_r$k; done "
-            f"(replicates up to {design.max_seeds - 1} if undecided)")
+    return (f"`for k in $(seq 0 {design.first_seeds - 1}); do python -m src.search {name}_r$k "
+            f"--trials {trials} --jobs {JOBS} && python -m src.study {name}_r$k; done` (then "
+            f"replicates {design.first_seeds} to {design.max_seeds - 1}, one at a time, while the "
+            "claim is undecided)")
 
 
 def decide_claim(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> ClaimResult:
     needs_lr = any(p.kind == "lr_range" for p in claim.parts)
     missing = [run_command(s, claims) for s in claim.studies if not has_results(s, claims, studies)]
     if needs_lr and studies.suggestion is None:
-        missing.append("python -m src.lr_find (then commit reports/lr_find/)")
+        missing.append("`python -m src.lr_find` (then commit reports/lr_find/)")
     links = [link for s in claim.studies for link in report_links(s, claims, studies)]
     if needs_lr and LR_LINK in studies.reports:
         links.append(LR_LINK)
@@ -461,13 +466,13 @@ def render(results: list[ClaimResult]) -> str:
                   *( [f"- Reading: {c.note}"] if c.note else []),
                   f"- Report: {_link_text(r.links)}"]
         if r.missing:
-            lines += ["- Not run; to run it:", *(f"  `{cmd}`" for cmd in r.missing)]
+            lines += ["- Not run; to run it:", *(f"  - {cmd}" for cmd in r.missing)]
             continue
         part_rows = [[pr.part.name, pr.part.expect, pr.outcome, pr.label, interval(pr.decision),
                       pr.decision.n if pr.decision else "", _p(pr.p_value),
                       _p(pr.decision.p_tost) if pr.decision else ""] for pr in r.parts]
         lines += ["", *md_table(["part", "expects", "outcome", "verdict", "difference [interval]",
-                                 "n", "p (Holm)", "p TOST (Holm)"], part_rows)]
+                                 "n", "p (Holm; a term's: ANOVA)", "p TOST (Holm)"], part_rows)]
         notes = [f"- {pr.part.name}: {pr.detail}" for pr in r.parts if pr.detail]
         lines += ["", *notes] if notes else []
     return "\n".join(lines) + "\n"
