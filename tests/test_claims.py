@@ -298,6 +298,27 @@ def test_the_page_states_the_rules_the_summary_and_the_run_commands():
         assert link in studies().reports, link
 
 
+def test_open_configs_are_those_an_undecided_claim_still_needs():
+    def only(*claims_):
+        data = copy.deepcopy(CLAIMS)
+        data["claims"] = list(claims_)
+        return load(data)
+
+    three = {k: v[:3] for k, v in S.items()}
+    undecided = only(claim(4, "s", {"a": "dropout=0.3", "b": "dropout=0.0", "expect": "better"}))
+    given = studies(experiments={"s": experiments("s", three)})
+    assert claims_report.open_configs("s", undecided, given) == ["dropout=0.0", "dropout=0.3"]
+    assert claims_report.open_configs("s", undecided, studies()) == []  # at max_seeds already
+    decided = only(claim(1, "s", {"a": "dropout=0.1", "b": "dropout=0.0", "expect": "better"}))
+    assert claims_report.open_configs("s", decided, studies()) == []
+    noisy = {k: values(0.0, 0.03)[:3] for k in G}
+    term = only(claim(7, "g", {"term": "dropout:norm", "expect": "detectable"}))
+    got = claims_report.open_configs("g", term, studies(experiments={"g": experiments("g", noisy)}))
+    assert sorted(got) == sorted(G)  # an undecided ANOVA term needs every cell
+    not_run = claims_report.open_configs("s", undecided, studies(experiments={}))
+    assert not_run == ["dropout=0.0", "dropout=0.3"]
+
+
 # --- bad claims files ----------------------------------------------------------------------------
 
 def changed(index: int, **fields) -> dict:

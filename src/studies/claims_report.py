@@ -340,6 +340,12 @@ def report_links(name: str, claims: claim_spec.Claims, studies: Studies) -> list
 def run_command(name: str, claims: claim_spec.Claims) -> str:
     """The commands that run (or continue) a study at its design."""
     design = claims.designs[name]
+    grid = any(b and b.kind == "grid" and b.study == name
+               for c in claims.claims for p in c.parts for b in (p.best_a, p.best_b))
+    if grid:  # a replicate of a grid search is every configuration at one seed
+        return (f"`python -m src.sweep run {name} --seeds {design.first_seeds} --jobs {JOBS} && "
+                f"python -m src.study {name}` (every configuration at each seed; raise --seeds "
+                f"with the search replicates, up to {design.max_seeds})")
     if name in claims.sweeps:
         return (f"`python -m src.sweep run {name} --seeds {design.first_seeds} --until-decided "
                 f"--max-seeds {design.max_seeds} --jobs {JOBS} && python -m src.study {name}`")
@@ -349,6 +355,30 @@ def run_command(name: str, claims: claim_spec.Claims) -> str:
             f"--trials {trials} --jobs {JOBS} && python -m src.study {name}_r$k; done` (then "
             f"replicates {design.first_seeds} to {design.max_seeds - 1}, one at a time, while the "
             "claim is undecided)")
+
+
+def open_configs(name: str, claims: claim_spec.Claims, studies: Studies) -> list[str]:
+    """The configurations of sweep ``name`` that an undecided claim still needs seeds of (below
+    its design's max_seeds): those of its undecided parts; every configuration for an ANOVA term,
+    an LR range test or a grid arm. An adaptive study (`--until-decided`) that stops a
+    configuration once its comparison with the baseline is decided would otherwise starve the
+    claims that compare it with something else."""
+    sweep = claims.sweeps[name]
+    labels = [sweep.label(c) for c in sweep.configs]
+    ran = {label: len(v) for label, v in _values(studies.experiments.get(name), False).items()}
+    wanted: set[str] = set()
+    for claim in claims.claims:
+        if name not in claim.studies:
+            continue
+        result = decide_claim(claim, claims, studies)
+        for pr in result.parts or [PartResult(p, "undecided") for p in claim.parts]:
+            if pr.outcome != "undecided":
+                continue
+            grid = any(b and b.kind == "grid" and b.study == name for b in (pr.part.best_a, pr.part.best_b))
+            whole = pr.part.kind in ("term", "lr_range") or grid
+            wanted |= set(labels) if whole else set(pr.part.labels) if claim.study == name else set()
+    most = claims.designs[name].max_seeds
+    return [label for label in labels if label in wanted and ran.get(label, 0) < most]
 
 
 def decide_claim(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> ClaimResult:
