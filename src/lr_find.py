@@ -33,7 +33,7 @@ from src.core import atomic, checkpoints, data, engine, errors, figures, params,
 from src.tracking import store
 
 LR_FIND_PNG = paths.LR_FIND_REPORTS / "lr_find.png"
-SUGGESTION = paths.LR_FIND_REPORTS / "suggestion.json"
+SUGGESTION = paths.LR_FIND_SUGGESTION
 START_LR, END_LR = 1e-7, 10.0
 MIN_STEPS, MAX_STEPS = 100, 300  # one pass of the data, but never fewer than 100 points
 BETA = 0.98                      # EMA of the loss (fastai, Smith)

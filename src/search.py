@@ -33,8 +33,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="a search of searches.yaml")
     p.add_argument("--trials", type=int, required=True, help="trials the study should have in all")
     p.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers = batch size")
-    p.add_argument("--sampler", choices=search_spec.SAMPLERS, default="tpe")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (not train.seed)")
+    p.add_argument("--sampler", choices=search_spec.SAMPLERS, default=None,
+                   help="default: the search's own (searches.yaml), else tpe")
+    p.add_argument("--seed", type=int, default=None,
+                   help="sampler seed (not train.seed); default: the search's own, else 0")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a param for every trial (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the next batch")
@@ -51,11 +53,10 @@ def main() -> None:
     base = params.read_yaml(paths.PARAMS)
     extra = dict(sweep_spec.parse_set(s) for s in args.set or [])
     search_spec.check_values(search, base, extra)
+    sampler, seed = search.run_settings(args.sampler, args.seed)
     if args.dry_run:
-        return optuna_search.dry_run(search, args.trials, args.jobs, args.sampler, args.seed, base,
-                                     extra)
-    code = optuna_search.run(search, args.trials, args.jobs, args.seed, args.sampler, base, extra,
-                             args.poll)
+        return optuna_search.dry_run(search, args.trials, args.jobs, sampler, seed, base, extra)
+    code = optuna_search.run(search, args.trials, args.jobs, seed, sampler, base, extra, args.poll)
     if code:
         sys.exit(code)
 

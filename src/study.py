@@ -21,6 +21,13 @@ Run    python -m src.study dropout              # after `python -m src.sweep run
        python -m src.study lr_dropout           # after `python -m src.search lr_dropout ...`
        python -m src.study --all                # every sweep that has experiments
        python -m src.study lr --all-commits     # experiments of every commit, not just HEAD's
+       python -m src.study claims               # reports/claims.md + claims.csv (below)
+
+`claims` (a reserved name) decides every claim of claims.yaml from the studies already in
+reports/study/ (experiments.csv of sweeps, trials.csv of searches) and reports/lr_find/
+suggestion.json, and writes reports/claims.md and reports/claims.csv (atomically; no DVC, no
+MLflow). The same files give the same bytes: no timestamps, fixed number formats. How a claim is
+decided: src/studies/claims_report.py.
 """
 
 from __future__ import annotations
@@ -28,12 +35,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
+from pathlib import Path
 
-from src.core import errors, params, paths
+import pandas as pd
+
+from src.core import atomic, errors, params, paths
 from src.core.errors import TunelabError
-from src.experiments import dvc_queue, search_spec, sweep_spec
-from src.studies import outputs, search_report, sweep_figures, sweep_study
+from src.experiments import claim_spec, dvc_queue, search_spec, sweep_spec
+from src.studies import claims_report, outputs, search_report, sweep_figures, sweep_study
+
+CLAIMS = "claims"
+CSV_FLOATS = "%.6g"  # claims.csv: stable text for the same numbers
 
 
 def sweeps_to_study(names: list[str]) -> dict[str, sweep_spec.Sweep]:
@@ -107,9 +121,55 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
     return True
 
 
+def read_studies(claims: claim_spec.Claims, root: Path = Path()) -> claims_report.Studies:
+    """The committed results the claims read: each sweep's experiments.csv, each replicate search's
+    trials.csv, the LR range test's suggestion, and which report files exist (for the links)."""
+    reports = root / paths.CLAIMS_REPORT.parent
+
+    def csv(path: Path) -> pd.DataFrame | None:
+        return pd.read_csv(path) if path.is_file() else None
+
+    experiments = {name: csv(root / paths.STUDY_REPORTS / name / "experiments.csv")
+                   for name in claims.sweeps}
+    trials = {s.name: csv(root / paths.STUDY_REPORTS / s.name / "trials.csv")
+              for searches in claims.search_sets.values() for s in searches}
+    suggestion_path = root / paths.LR_FIND_SUGGESTION
+    suggestion = json.loads(suggestion_path.read_text()) if suggestion_path.is_file() else None
+    names = [*claims.sweeps, *trials]
+    found = {f"study/{n}/report.md" for n in names if (reports / "study" / n / "report.md").is_file()}
+    if suggestion is not None:
+        found.add(claims_report.LR_LINK)
+    return claims_report.Studies({k: v for k, v in experiments.items() if v is not None},
+                                 {k: v for k, v in trials.items() if v is not None}, suggestion,
+                                 frozenset(found))
+
+
+def uncommitted(root: Path = Path()) -> list[str]:
+    """Study files that differ from git's HEAD (empty outside a git repository)."""
+    shown = subprocess.run(["git", "status", "--porcelain", "--", str(paths.STUDY_REPORTS),
+                            str(paths.LR_FIND_REPORTS)], cwd=root, capture_output=True, text=True)
+    return [line[3:] for line in shown.stdout.splitlines()] if shown.returncode == 0 else []
+
+
+def study_claims() -> None:
+    """`python -m src.study claims`: reports/claims.md and claims.csv from the committed studies."""
+    claims = claim_spec.load()
+    text, table, results = claims_report.build(claims, read_studies(claims))
+    atomic.write_text(paths.CLAIMS_REPORT, text)
+    atomic.write_with(paths.CLAIMS_TABLE,
+                      lambda tmp: table.to_csv(tmp, index=False, float_format=CSV_FLOATS))
+    dirty = uncommitted()
+    if dirty:
+        print(f"note: {len(dirty)} study file(s) differ from the last commit (e.g. {dirty[0]}): the "
+              "page shows the working tree; commit them with it", file=sys.stderr)
+    print(f"claims: {claims_report.summary_line(results)} -> {paths.CLAIMS_REPORT}, "
+          f"{paths.CLAIMS_TABLE}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m src.study", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", nargs="?", help="a sweep of sweeps.yaml or a search of searches.yaml")
+    p.add_argument("name", nargs="?", help="a sweep of sweeps.yaml or a search of searches.yaml, "
+                   "or `claims` (every claim of claims.yaml, from the committed studies)")
     p.add_argument("--all", action="store_true", help="every sweep that has experiments")
     p.add_argument("--all-commits", "-A", action="store_true",
                    help="experiments of every commit (the newest run of each name)")
@@ -131,6 +191,11 @@ def main() -> None:
     if bool(args.name) == args.all:
         raise TunelabError("name one sweep or search, or pass --all, e.g. "
                            "`python -m src.study dropout`")
+    if args.name == CLAIMS:
+        if args.all_commits:
+            raise TunelabError("`claims` reads the committed study reports; --all-commits does "
+                               "not apply")
+        return study_claims()
     sweep_names, search_names = sweep_spec.sweep_names(), search_spec.search_names()
     is_search = not args.all and args.name not in sweep_names and args.name in search_names
     if not args.all and not is_search and args.name not in sweep_names:

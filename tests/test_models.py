@@ -58,6 +58,36 @@ def test_max_pooling_runs_before_relu_and_dropout2d():
     assert kinds == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU", "Dropout2d"]
 
 
+def test_conv_dropout_before_the_norm_is_a_different_function_in_training_only():
+    kinds = [type(m).__name__ for m in models.build("cnn", conv_channels=(8,), conv_dropout=0.2,
+                                                       conv_dropout_at="before_norm").features]
+    assert kinds == ["Conv2d", "Dropout2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
+    torch.manual_seed(0)
+    after = models.build("cnn", conv_channels=(8, 16), hidden_units=(32,), conv_dropout=0.3)
+    before = models.build("cnn", conv_channels=(8, 16), hidden_units=(32,), conv_dropout=0.3,
+                          conv_dropout_at="before_norm")
+    # The same parameters in the same order (their Sequential indices differ).
+    before.load_state_dict(dict(zip(before.state_dict(), after.state_dict().values())))
+    x = torch.randn(16, 1, 28, 28)
+    assert torch.equal(after.eval()(x), before.eval()(x))  # no dropout in evaluation
+    outputs = []
+    for model in (after, before):
+        torch.manual_seed(1)  # the same channel masks
+        outputs.append(model.train()(x))
+    assert not torch.allclose(*outputs)  # the masked channels shift the batch statistics
+
+
+def test_channel_dropout_commutes_with_relu():
+    """Why placing Dropout2d before or after a ReLU cannot matter: it scales whole channels by 0
+    or 1 / (1 - p), and relu(c x) = c relu(x) for c >= 0 (max pooling likewise, see below)."""
+    x = torch.randn(8, 6, 10, 10)
+    drop = torch.nn.Dropout2d(0.4)
+    torch.manual_seed(3)
+    first = torch.relu(drop(x))
+    torch.manual_seed(3)
+    assert torch.equal(first, drop(torch.relu(x)))
+
+
 @pytest.mark.parametrize("conv_dropout", [0.0, 0.2])
 def test_pooling_first_trains_exactly_like_the_textbook_order(conv_dropout):
     """Same weights, data and seed: bit-identical logits, losses and updated weights."""

@@ -146,6 +146,25 @@ def test_bad_names_and_set_values():
         search_spec.check_values(s, BASE, {"train.crop_pad": 9})
 
 
+def test_a_search_may_declare_its_sampler_and_seed_and_the_flags_only_repeat_them():
+    plain = make_search()
+    assert plain.run_settings(None, None) == ("tpe", 0)
+    assert plain.run_settings("random", 3) == ("random", 3)
+    replicate = make_search(sampler="random", seed=2)
+    assert replicate.run_settings(None, None) == replicate.run_settings("random", 2) == ("random", 2)
+    with pytest.raises(ParamError, match="runs with seed 2 .*drop --seed 0"):
+        replicate.run_settings(None, 0)
+    with pytest.raises(ParamError, match="runs with sampler random .*drop --sampler tpe"):
+        replicate.run_settings("tpe", None)
+    for bad, message in (({"sampler": "grid"}, "sampler = 'grid'; allowed: tpe, random"),
+                         ({"seed": -1}, "seed = -1 must be an integer >= 0"),
+                         ({"seed": True}, "seed = True")):
+        with pytest.raises(ParamError, match=f"^search s: {message}"):
+            make_search(**bad)
+    with pytest.raises(ParamError, match="reserved"):
+        search_spec.parse_search("claims", {"space": SPACE}, BASE)
+
+
 def test_trial_names_carry_search_trial_and_seed():
     s = make_search(fixed={"train.seed": 3})
     sampled = {"train.lr": 0.001, "train.dropout": 0.25, "train.epochs": 2, "train.norm": "batch",

@@ -53,8 +53,10 @@ def test_plan_follows_each_sweeps_design(all_sweeps):
     assert names["pooling"] == ["pooling_comparison.png", "learning_curves.png", *every]
     assert names["optimizer"] == ["optimizer_comparison.png", "learning_curves.png", *every]
     assert names["depth"] == names["depth_deep"] == ["conv_depth_impact.png", *every]
-    for grid in ("interactions", "conv_dropout", "epochs", "mlp_width"):
+    for grid in ("interactions", "conv_dropout_at", "conv_dropout_width", "epochs", "epochs_lr",
+                 "mlp_width", "claims_grid"):
         assert names[grid] == ["interactions_heatmap.png", *every], grid
+    assert names["conv_dropout"] == names["deep_stack"] == ["learning_curves.png", *every]
     assert names["combined"] == ["learning_curves.png", *every]
 
 

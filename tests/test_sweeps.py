@@ -23,10 +23,18 @@ def test_every_sweep_in_the_repo_is_valid():
     loaded = sweep_spec.load(REPO / "sweeps.yaml", BASE)
     expected = {"dropout", "batchnorm", "norm", "conv_dropout", "depth", "depth_deep", "width",
                 "pooling", "interactions", "combined", "mlp_width", "mlp_depth", "batch_size",
-                "lr", "epochs", "optimizer", "precision", "recipe"}
+                "lr", "epochs", "optimizer", "precision", "recipe",
+                # the claims' (claims.yaml)
+                "conv_dropout_at", "conv_dropout_width", "deep_stack", "mlp_batch_size",
+                "epochs_lr", "claims_grid"}
     assert set(loaded) == expected
     assert len(loaded["interactions"].configs) == 6 and len(loaded["mlp_width"].configs) == 16
     assert [c["train.lr"] for c in loaded["lr"].configs] == [0.0001, 0.0003, 0.001, 0.003, 0.01]
+
+
+def test_claims_is_not_a_sweep_name():
+    with pytest.raises(ParamError, match="'claims': the name is reserved"):
+        parse({"grid": {"train.dropout": [0.1]}, "baseline": {}}, name="claims")
 
 
 def test_grid_is_the_cartesian_product_with_fixed_values():

@@ -60,6 +60,10 @@ def _dense_stack(in_features: int, hidden: Sequence[int], activation: str, dropo
 class CNN(nn.Module):
     """conv -> norm -> activation -> Dropout2d -> pool blocks, then a dense head. With max pooling
     and ReLU the pool runs first (``pool_first``): the same function, trained the same, cheaper.
+    ``conv_dropout_at="before_norm"`` moves the Dropout2d to right after the convolution (conv ->
+    Dropout2d -> norm -> activation -> pool): the one other placement that is a different function.
+    Channel dropout multiplies a whole channel by 0 or 1 / (1 - p), so it commutes with max pooling
+    and with ReLU (positively homogeneous): before or after either is the same model.
 
     The dense head has no normalisation: ``norm`` applies to the conv blocks, as in the reference
     model (2 x [conv3x3, BatchNorm, ReLU, maxpool], FC 128, dropout 0.3: 421,834 parameters).
@@ -69,18 +73,21 @@ class CNN(nn.Module):
                  pooling: str = "max", pool_every: int = 1, norm: str = "batch",
                  norm_groups: int = 8, conv_dropout: float = 0.0, hidden_units: Sequence[int] = (128,),
                  dropout: float = 0.3, activation: str = "relu", in_channels: int = 1,
-                 image_side: int = 28, n_classes: int = 10, pool_first: bool = True):
+                 image_side: int = 28, n_classes: int = 10, pool_first: bool = True,
+                 conv_dropout_at: str = "after_act"):
         super().__init__()
         blocks: list[nn.Module] = []
         side = image_side
         channels = in_channels
         for i, out in enumerate(conv_channels):
             # Conv bias is kept even before BatchNorm: the reference count (421,834) includes it.
+            if conv_dropout_at not in ("after_act", "before_norm"):
+                raise ValueError(f"unknown conv_dropout_at {conv_dropout_at!r}")
+            drop = [nn.Dropout2d(conv_dropout)] if conv_dropout > 0 else []
             blocks += [nn.Conv2d(channels, out, kernel_size, padding=kernel_size // 2),
+                       *(drop if conv_dropout_at == "before_norm" else []),
                        _norm2d(norm, out, norm_groups)]
-            after = [ACTIVATIONS[activation]()]
-            if conv_dropout > 0:
-                after.append(nn.Dropout2d(conv_dropout))
+            after = [ACTIVATIONS[activation](), *(drop if conv_dropout_at == "after_act" else [])]
             if pooling != "none" and (i + 1) % pool_every == 0:
                 pool = nn.MaxPool2d(2) if pooling == "max" else nn.AvgPool2d(2)
                 side //= 2
@@ -123,7 +130,7 @@ REGISTRY: dict[str, type[nn.Module]] = {"cnn": CNN, "mlp": MLP}
 # The train params each model takes (the rest of `train:` is about optimisation).
 MODEL_ARGS = {
     "cnn": ("conv_channels", "kernel_size", "pooling", "pool_every", "norm", "norm_groups",
-            "conv_dropout", "hidden_units", "dropout", "activation"),
+            "conv_dropout", "conv_dropout_at", "hidden_units", "dropout", "activation"),
     "mlp": ("hidden_units", "norm", "norm_groups", "dropout", "activation"),
 }
 

@@ -15,6 +15,7 @@ from typing import Any
 
 SEP = "--"
 UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")  # git ref names refuse spaces, ~^:?*[\ and more
+RESERVED = frozenset({"claims"})  # `python -m src.study claims`: no sweep or search takes it
 _TRIAL_NAME = re.compile(r"(?P<search>[A-Za-z0-9_]+)--t(?P<number>\d+)--s\d+")
 
 

@@ -69,6 +69,9 @@ class TrainParams:
     norm_groups: int = _spec(8, low=1)                       # for norm: group
     dropout: float = _spec(0.3, low=0.0, high=1.0, high_open=True)       # dense layers
     conv_dropout: float = _spec(0.0, low=0.0, high=1.0, high_open=True)  # Dropout2d per conv block
+    # Where a conv block's Dropout2d sits: after the activation (before or after max pooling is the
+    # same function), or right after the convolution, before the norm (a different function).
+    conv_dropout_at: str = _spec("after_act", choices=("after_act", "before_norm"))
     hidden_units: tuple[int, ...] = _spec((128,), low=1)     # FC layers (CNN head / MLP body)
     activation: str = _spec("relu", choices=("relu", "gelu", "silu", "leaky_relu", "elu", "tanh"))
     optimizer: str = _spec("adam", choices=("adam", "adamw", "sgd", "rmsprop"))

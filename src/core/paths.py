@@ -8,6 +8,7 @@ from pathlib import Path
 PARAMS = Path("params.yaml")
 SWEEPS = Path("sweeps.yaml")                 # the named sweeps
 SEARCHES = Path("searches.yaml")             # the named searches
+CLAIMS = Path("claims.yaml")                 # the claims the studies test
 
 RAW = Path("data/raw")                       # downloads, when no local copy exists (git-ignored)
 PREPARED = Path("data/prepared/fashion_mnist.npz")
@@ -28,7 +29,10 @@ EVALUATE_LIVE = EVALUATE_REPORTS / "live"
 
 FIGURES = Path("reports/figures")
 STUDY_REPORTS = Path("reports/study")        # reports/study/<sweep or search>/
+CLAIMS_REPORT = Path("reports/claims.md")    # every claim decided (`python -m src.study claims`)
+CLAIMS_TABLE = Path("reports/claims.csv")
 LR_FIND_REPORTS = Path("reports/lr_find")
+LR_FIND_SUGGESTION = LR_FIND_REPORTS / "suggestion.json"
 
 LOCAL = Path(".tunelab")                     # per-clone state (git-ignored)
 SEARCH_JOURNALS = LOCAL / "search"           # one Optuna journal per search

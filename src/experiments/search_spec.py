@@ -1,7 +1,9 @@
 """searches.yaml: search spaces, parsed and validated (pure; no Optuna study, no DVC).
 
 A search has a description, a `space` (params key -> uniform | loguniform | int | categorical), an
-optional `fixed` mapping, `pruner` and `startup_trials`. Every bound and every categorical choice is
+optional `fixed` mapping, `pruner` and `startup_trials`, and optionally the `sampler` and `seed` it
+must run with (a replicate of a search-vs-search study, claims.yaml: then `--sampler` / `--seed`
+may only repeat them). Every bound and every categorical choice is
 checked against the params schema on load, so a bad space fails before anything is queued, naming
 the search and the key. src/experiments/optuna_search.py runs them.
 """
@@ -30,7 +32,7 @@ from src.experiments import pruning, sweep_spec
 SAMPLERS = ("tpe", "random")
 TYPES = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high"},
          "categorical": {"choices"}}
-FIELDS = {"description", "space", "fixed", "pruner", "startup_trials"}
+FIELDS = {"description", "space", "fixed", "pruner", "startup_trials", "sampler", "seed"}
 MAX_CORNERS = 4096  # above this many bound x choice combinations, each dimension is checked alone
 
 
@@ -65,6 +67,18 @@ class Search:
     fixed: dict
     pruner: dict | None  # src.pruning.check_rule's mapping; None = no pruning
     startup_trials: int = 10  # TPE's random start
+    sampler: str | None = None  # the sampler it must run with; None: --sampler's (tpe)
+    seed: int | None = None     # the sampler seed it must run with; None: --seed's (0)
+
+    def run_settings(self, sampler: str | None, seed: int | None) -> tuple[str, int]:
+        """The sampler and seed of a run: the flags' (default tpe, 0), or the ones this search
+        declares; a flag that contradicts a declared value is refused."""
+        for flag, given, declared in (("--sampler", sampler, self.sampler), ("--seed", seed, self.seed)):
+            _require(given is None or declared is None or given == declared,
+                     f"search {self.name} runs with {flag[2:]} {declared} (searches.yaml); "
+                     f"drop {flag} {given}")
+        return (sampler or self.sampler or "tpe",
+                seed if seed is not None else self.seed if self.seed is not None else 0)
 
     def distributions(self) -> dict:
         return {d.key: d.distribution() for d in self.space}
@@ -131,6 +145,8 @@ def parse_search(name: str, spec, base: dict, sweep_names=()) -> Search:
     _require(naming.is_valid_study_name(name),
              f"{where!r}: use letters, digits and _ in search names")
     _require(name not in sweep_names, f"{where}: sweeps.yaml has a sweep of that name too")
+    _require(name not in naming.RESERVED,
+             f"{where}: the name is reserved (`python -m src.study {name}`)")
     _require(isinstance(spec, dict) and isinstance(spec.get("space"), dict) and bool(spec["space"]),
              f"{where}: needs a non-empty `space:` mapping of params key -> distribution")
     _require(set(spec) <= FIELDS, f"{where}: unknown field(s) {sorted(set(spec) - FIELDS)}; "
@@ -140,9 +156,14 @@ def parse_search(name: str, spec, base: dict, sweep_names=()) -> Search:
     _require(not both, f"{where}: {', '.join(both)} both fixed and searched")
     _require(isinstance(startup, int) and not isinstance(startup, bool) and startup >= 1,
              f"{where}: startup_trials = {startup!r} must be an integer >= 1")
+    sampler, seed = spec.get("sampler"), spec.get("seed")
+    _require(sampler is None or sampler in SAMPLERS,
+             f"{where}: sampler = {sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    _require(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
+             f"{where}: seed = {seed!r} must be an integer >= 0")
     search = Search(name, str(spec.get("description", "")),
                     tuple(parse_dimension(where, k, v) for k, v in spec["space"].items()),
-                    fixed, pruning.check_rule(where, spec.get("pruner")), startup)
+                    fixed, pruning.check_rule(where, spec.get("pruner")), startup, sampler, seed)
     check_values(search, base)
     return search
 

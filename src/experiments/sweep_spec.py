@@ -93,6 +93,25 @@ class Experiment:
         return args
 
 
+def grid_factors(sweep: Sweep) -> tuple[tuple[str, str], dict[str, tuple[str, str]]] | None:
+    """A full two-way grid: the factor names and each configuration's (level_a, level_b); either
+    two varied keys, or one key whose values are pairs (hidden_units [a, b]: layer 1 x layer 2)."""
+    key = sweep.varied[0] if len(sweep.varied) == 1 else None
+    if len(sweep.varied) == 2 and all(k in c for c in sweep.configs for k in sweep.varied):
+        names = tuple(k.split(".")[-1] for k in sweep.varied)
+        cells = {sweep.label(c): tuple(format_value(c[k]) for k in sweep.varied)
+                 for c in sweep.configs}
+    elif key and all(isinstance(c.get(key), list) and len(c[key]) == 2 for c in sweep.configs):
+        field = key.split(".")[-1]
+        names = (f"{field}[1]", f"{field}[2]")
+        cells = {sweep.label(c): (str(c[key][0]), str(c[key][1])) for c in sweep.configs}
+    else:
+        return None
+    a, b = ({cell[i] for cell in cells.values()} for i in (0, 1))
+    full = len(a) > 1 and len(b) > 1 and len(set(cells.values())) == len(a) * len(b) == len(cells)
+    return (names, cells) if full else None
+
+
 def parse_set(item: str) -> tuple[str, Any]:
     """``prepare.train_size=2000`` -> ``("prepare.train_size", 2000)`` (the value read as YAML)."""
     key, sep, raw = item.partition("=")
@@ -149,6 +168,8 @@ def parse_sweep(name: str, spec: Any, base_params: dict,
                          f"{', '.join(SWEEP_FIELDS)}")
     if not naming.is_valid_study_name(name):
         raise ParamError(f"sweep {name!r}: use letters, digits and _ in sweep names")
+    if name in naming.RESERVED:
+        raise ParamError(f"sweep {name!r}: the name is reserved (`python -m src.study {name}`)")
     configs = _configs(name, spec)
     for config in configs:
         try:

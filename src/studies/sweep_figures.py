@@ -32,23 +32,8 @@ CI_NOTE = "error bars: 95% CI over seeds"
 
 # --- the sweep's design --------------------------------------------------------------------------
 
-def grid_factors(sweep: sweep_spec.Sweep) -> tuple[tuple[str, str], dict[str, tuple[str, str]]] | None:
-    """A full two-way grid: the factor names and each configuration's (level_a, level_b); either
-    two varied keys, or one key whose values are pairs (hidden_units [a, b]: layer 1 x layer 2)."""
-    key = sweep.varied[0] if len(sweep.varied) == 1 else None
-    if len(sweep.varied) == 2 and all(k in c for c in sweep.configs for k in sweep.varied):
-        names = tuple(k.split(".")[-1] for k in sweep.varied)
-        cells = {sweep.label(c): tuple(naming.format_value(c[k]) for k in sweep.varied)
-                 for c in sweep.configs}
-    elif key and all(isinstance(c.get(key), list) and len(c[key]) == 2 for c in sweep.configs):
-        field = key.split(".")[-1]
-        names = (f"{field}[1]", f"{field}[2]")
-        cells = {sweep.label(c): (str(c[key][0]), str(c[key][1])) for c in sweep.configs}
-    else:
-        return None
-    a, b = ({cell[i] for cell in cells.values()} for i in (0, 1))
-    full = len(a) > 1 and len(b) > 1 and len(set(cells.values())) == len(a) * len(b) == len(cells)
-    return (names, cells) if full else None
+# A full two-way grid's factors and cells: defined with the sweeps (the claims use it too).
+grid_factors = sweep_spec.grid_factors
 
 
 def _is_number(value) -> bool:
