@@ -68,7 +68,7 @@ def test_the_essays_model_sizes_are_the_ones_the_claims_state():
 
 # --- a small synthetic claims file ---------------------------------------------------------------
 
-SWEEPS = {
+SWEEPS = {  # each with the design the synthetic data assumes (sweeps.yaml's fields)
     "s": {"grid": {"train.dropout": [0.0, 0.1, 0.2, 0.3, 0.4]}, "baseline": {"train.dropout": 0.0}},
     "t": {"grid": {"train.dropout": [0.0, 0.5]}, "baseline": {"train.dropout": 0.0}},
     "g": {"grid": {"train.dropout": [0.0, 0.5], "train.norm": ["none", "batch"]},
@@ -78,6 +78,7 @@ SWEEPS = {
     "lr": {"grid": {"train.lr": [0.0001, 0.001, 0.01]}, "baseline": {"train.lr": 0.001}},
     "grid9": {"grid": {"train.lr": [0.0001, 0.01]}, "baseline": {"train.lr": 0.0001}},
 }
+SWEEPS = {name: spec | {"max_seeds": SEEDS} for name, spec in SWEEPS.items()}
 SPACE = {"train.lr": {"type": "loguniform", "low": 0.0001, "high": 0.01}}
 
 
@@ -420,3 +421,9 @@ def test_the_door_writes_the_same_page_twice_from_committed_studies(tmp_path, mo
 def test_the_door_refuses_all_commits_for_claims(monkeypatch):
     with pytest.raises(errors.TunelabError, match="--all-commits does not apply"):
         run_door(monkeypatch, "claims", "--all-commits")
+
+
+def test_a_sweeps_design_lives_in_sweeps_yaml_not_in_claims_yaml():
+    data = CLAIMS | {"studies": {"s": {"max_seeds": 4}}}
+    with pytest.raises(ParamError, match="studies: s is a sweep: its design .* live in sweeps.yaml"):
+        load(data)

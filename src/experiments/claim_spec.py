@@ -24,8 +24,9 @@ from the data: src/studies/claims_report.py.
 
 A replicate is a seed of a sweep (train.seed), or replicate k of a search set: the search SET_r<k>,
 which must declare sampler seed k and fix train.seed k, so that replicate k of a grid sweep and of a
-search share their training seed. `studies:` gives each study's adaptive design (first and most
-seeds or replicates); `defaults:` the alpha, margin and design of the rest.
+search share their training seed. A sweep's adaptive design (first and most seeds) and margin are
+sweeps.yaml's; `studies:` gives a search set's (its replicate searches); `defaults:` the alpha,
+and the margin and design of the search sets.
 """
 
 from __future__ import annotations
@@ -413,7 +414,8 @@ def parse_claim(spec, ctx: _Context, defaults: dict, sources: dict, designs: dic
     return Claim(spec["id"], spec["claim"].strip(), sources[spec["source"]], spec["figure"].strip(),
                  spec.get("study") or "", tuple(parts),
                  _number(spec.get("alpha", defaults["alpha"]), where, 0.0, 0.5, "alpha"),
-                 _number(spec.get("margin", defaults["margin"]), where, 0.0, 1.0, "margin"),
+                 _number(spec.get("margin", sweep.design.margin if sweep else defaults["margin"]),
+                         where, 0.0, 1.0, "margin"),
                  design, studies, str(spec.get("fidelity") or "").strip(),
                  str(spec.get("note") or "").strip(), diverged == "chance",
                  fidelity(configs, base))
@@ -438,13 +440,18 @@ def parse(data: dict, sweeps: dict[str, sweep_spec.Sweep], searches: dict[str, s
              "sources: must map a short name to a description")
     ctx = _Context(sweeps, searches, sweep_names)
     studies = data.get("studies") or {}
-    _require(isinstance(studies, dict), "studies: must map a sweep or search set to its design")
+    _require(isinstance(studies, dict), "studies: must map a search set to its design")
     for name in studies:
-        _require(name in sweeps or bool(replicate_searches(name, searches)),
-                 f"studies: {name!r} is neither a sweep of {paths.SWEEPS} nor a search set "
-                 f"({name}_r0, ...) of {paths.SEARCHES}")
-    names = set(sweeps) | {m[1] for n in searches if (m := re.fullmatch(r"(.+)_r\d+", n))}
-    designs = {name: _design(f"studies: {name}", studies.get(name), base_design) for name in names}
+        _require(name not in sweeps, f"studies: {name} is a sweep: its design (seeds, max_seeds) "
+                 f"and margin live in {paths.SWEEPS}, where `sweep run` and `study` read them")
+        _require(bool(replicate_searches(name, searches)),
+                 f"studies: {name!r} is not a search set ({name}_r0, ...) of {paths.SEARCHES}")
+    # A sweep's design is the one sweeps.yaml declares (one place for `sweep run`, `study` and the
+    # claims); a search set's (its replicate searches) is claims.yaml's.
+    designs = {name: Design(sweep.design.seeds, sweep.design.max_seeds)
+               for name, sweep in sweeps.items()}
+    sets = {m[1] for n in searches if (m := re.fullmatch(r"(.+)_r\d+", n))}
+    designs |= {name: _design(f"studies: {name}", studies.get(name), base_design) for name in sets}
     listed = data.get("claims")
     _require(isinstance(listed, list) and bool(listed), "claims: must be a non-empty list")
     claims, search_sets = [], {}
