@@ -1,4 +1,4 @@
-"""Tests for src/figures.py and the pure helpers of src/plot.py: every figure is built from tiny
+"""Tests for src/core/figures.py and the pure helpers of src/plot.py: every figure is built from tiny
 hand-made data and checked on the Figure object itself (axes, labels, lines, cell values)."""
 
 import io

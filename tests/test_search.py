@@ -27,7 +27,7 @@ from src.experiments import (
 from tests.conftest import REPO, TINY, make_project, sh
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-BASE = {"prepare": {}, "train": {}, "plot": {}}  # every default of src/params.py
+BASE = {"prepare": {}, "train": {}, "plot": {}}  # every default of src/core/params.py
 SPACE = {"train.lr": {"type": "loguniform", "low": 0.0001, "high": 0.01},
          "train.dropout": {"type": "uniform", "low": 0.0, "high": 0.6},
          "train.epochs": {"type": "int", "low": 1, "high": 4},

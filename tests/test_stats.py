@@ -1,4 +1,4 @@
-"""Oracle tests for src/stats.py: every number is checked against scipy/statsmodels or a hand computation."""
+"""Oracle tests for src/core/stats.py: every number is checked against scipy/statsmodels or by hand."""
 
 import json
 import math
