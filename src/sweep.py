@@ -5,10 +5,14 @@
     python -m src.sweep run dropout --seeds 3 --dry-run       # print what would be queued
     python -m src.sweep run interactions --seeds 5 --set prepare.train_size=20000
     python -m src.sweep status [NAME]                         # done / diverged / failed / pending
+    python -m src.sweep run dropout --seeds 3 --jobs 2 --storage postgresql://USER@HOST/tunelab_optuna
+                                    # several hosts, one study (docs/distributed.md)
 
 What `run` does is in src/experiments/sweep_runner.py; the queue client in
-src/experiments/dvc_queue.py. Exits 1 naming every failed experiment with the end of its log, 2 on
-bad input.
+src/experiments/dvc_queue.py; with --storage (or $TUNELAB_STORAGE) the sweep is a shared Optuna study
+on PostgreSQL that the workers of every host take experiments from instead:
+src/experiments/shared_runner.py. Exits 1 naming every failed experiment with the end of its log, 2
+on bad input.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import argparse
 import sys
 
 from src.core import errors
-from src.experiments import dvc_queue, sweep_runner, sweep_spec
+from src.experiments import shared_runner, sweep_runner, sweep_spec
 
 
 def cmd_list() -> None:
@@ -40,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a param for every experiment (repeatable)")
     run.add_argument("--dry-run", action="store_true", help="print what would be queued")
-    run.add_argument("--poll", type=float, default=dvc_queue.POLL_SECONDS, help=argparse.SUPPRESS)
+    shared_runner.add_arguments(run)
     status = sub.add_parser("status", help="done / diverged / failed / running / queued per sweep")
     status.add_argument("name", nargs="?")
     return p
@@ -56,7 +60,9 @@ def main() -> None:
         print(sweep_runner.status_table([args.name] if args.name else sweep_spec.sweep_names()))
     else:
         extra = dict(sweep_spec.parse_set(item) for item in args.set or [])
-        code = sweep_runner.run(args.name, args.seeds, args.jobs, extra, args.dry_run, args.poll)
+        shared = shared_runner.settings(args)
+        code = shared_runner.run_sweep(args.name, args.seeds, extra, shared, args.dry_run) if shared \
+            else sweep_runner.run(args.name, args.seeds, args.jobs, extra, args.dry_run, args.poll)
         if code:
             sys.exit(code)
 
