@@ -17,21 +17,27 @@ Writes reports/study/<sweep>/ (each file atomically; files of an earlier study a
        (src/studies/search_report.py);
        an MLflow run `study-<name>` (tags sweep, tunelab.kind=study | search-study) with all of
        the above.
+       With --pull (or $TUNELAB_STORAGE set: a shared study), every host's experiments of this
+       commit are first fetched from the git remote they were pushed to (`dvc exp pull`): the
+       shared git remote is the study's source of truth; each experiment's host comes from its
+       commit's reports/train/mlflow_run.json (experiments.csv column `host`).
 Run    python -m src.study dropout              # after `python -m src.sweep run dropout --seeds 5`
        python -m src.study lr_dropout           # after `python -m src.search lr_dropout ...`
        python -m src.study --all                # every sweep that has experiments
        python -m src.study lr --all-commits     # experiments of every commit, not just HEAD's
+       python -m src.study dropout --pull       # after `sweep run dropout --storage ...` on hosts
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from src.core import errors, params, paths
 from src.core.errors import TunelabError
-from src.experiments import dvc_queue, search_spec, sweep_spec
+from src.experiments import dvc_queue, rdb, search_spec, sweep_spec
 from src.studies import outputs, search_report, sweep_figures, sweep_study
 
 
@@ -97,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every sweep that has experiments")
     p.add_argument("--all-commits", "-A", action="store_true",
                    help="experiments of every commit (the newest run of each name)")
+    p.add_argument("--pull", action="store_true",
+                   help="first fetch every host's experiments of this commit from the git remote "
+                        f"(`dvc exp pull`; implied by ${rdb.ENV}): the study of a shared sweep")
+    p.add_argument("--git-remote", default="origin", metavar="NAME",
+                   help="the git remote for --pull (default origin)")
     return p
 
 
@@ -113,12 +124,14 @@ def main() -> None:
                            f"{', '.join(search_names) or 'none'}")
     search = search_spec.load_search(args.name) if is_search else None
     all_sweeps = {} if is_search else sweeps_to_study(sweep_names if args.all else [args.name])
+    if args.pull or os.environ.get(rdb.ENV):  # a shared study: every host pushed its experiments
+        print(dvc_queue.pull_experiments(args.git_remote, args.all_commits), flush=True)
     shown = dvc_queue.exp_show_json(args.all_commits)
     if search:
         return study_search(search, shown)
     written = 0
     for sweep in all_sweeps.values():
-        frame = sweep_study.experiments_frame(shown, sweep)
+        frame = sweep_study.with_hosts(sweep_study.experiments_frame(shown, sweep))
         if args.all and frame.empty:
             continue
         written += study_sweep(sweep, frame, args.all, args.all_commits)
