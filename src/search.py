@@ -4,6 +4,8 @@
     python -m src.search lr_dropout --trials 20 --jobs 2 --sampler random --seed 1
     python -m src.search lr_dropout --trials 20 --set train.epochs=5      # --set as for sweeps
     python -m src.search lr_dropout --trials 20 --dry-run                 # validate, show batch 1
+    python -m src.search lr_dropout --trials 40 --jobs 2 --storage postgresql://USER@HOST/tunelab_optuna
+                                    # several hosts, one study (docs/distributed.md)
 
 Reads  searches.yaml (validated: every bound and choice is checked against the params schema
        before anything runs), params.yaml, `dvc exp show --json` (each trial's objective:
@@ -13,7 +15,9 @@ Writes .tunelab/search/<name>.journal, the Optuna study (journal file storage, p
        `<name>--t<NNN>--s<train.seed>` (NNN = Optuna trial number) that train tags in MLflow as
        sweep=<name>, sweep.config=t<NNN>.
 
-How the study runs (batches, resuming, seeding): src/experiments/optuna_search.py.
+How the study runs (batches, resuming, seeding): src/experiments/optuna_search.py. With --storage
+(or $TUNELAB_STORAGE) the study lives on PostgreSQL instead of the journal, and the workers of every
+host ask it for trials (TPE with the constant liar): src/experiments/shared_runner.py.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import optuna
 
 from src.core import errors, params, paths
 from src.core.errors import TunelabError
-from src.experiments import dvc_queue, optuna_search, search_spec, sweep_spec
+from src.experiments import optuna_search, search_spec, shared_runner, sweep_spec
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a param for every trial (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the next batch")
-    p.add_argument("--poll", type=float, default=dvc_queue.POLL_SECONDS, help=argparse.SUPPRESS)
+    shared_runner.add_arguments(p)
     return p
 
 
@@ -54,9 +58,12 @@ def main() -> None:
     extra = dict(sweep_spec.parse_set(s) for s in args.set or [])
     search_spec.check_values(search, base, extra)
     sampler, seed = search.run_settings(args.sampler, args.seed)
+    shared = shared_runner.settings(args)
     if args.dry_run:
         return optuna_search.dry_run(search, args.trials, args.jobs, sampler, seed, base, extra)
-    code = optuna_search.run(search, args.trials, args.jobs, seed, sampler, base, extra, args.poll)
+    code = shared_runner.run_search(search, args.trials, seed, sampler, base, extra, shared) \
+        if shared else optuna_search.run(search, args.trials, args.jobs, seed, sampler, base,
+                                         extra, args.poll)
     if code:
         sys.exit(code)
 

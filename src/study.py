@@ -17,10 +17,15 @@ Writes reports/study/<sweep>/ (each file atomically; files of an earlier study a
        (src/studies/search_report.py);
        an MLflow run `study-<name>` (tags sweep, tunelab.kind=study | search-study) with all of
        the above.
+       With --pull (or $TUNELAB_STORAGE set: a shared study), every host's experiments of this
+       commit are first fetched from the git remote they were pushed to (`dvc exp pull`): the
+       shared git remote is the study's source of truth; each experiment's host comes from its
+       commit's reports/train/mlflow_run.json (experiments.csv column `host`).
 Run    python -m src.study dropout              # after `python -m src.sweep run dropout --seeds 5`
        python -m src.study lr_dropout           # after `python -m src.search lr_dropout ...`
        python -m src.study --all                # every sweep that has experiments
        python -m src.study lr --all-commits     # experiments of every commit, not just HEAD's
+       python -m src.study dropout --pull       # after `sweep run dropout --storage ...` on hosts
        python -m src.study claims               # reports/claims.md + claims.csv (below)
 
 `claims` (a reserved name) decides every claim of claims.yaml from the studies already in
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +49,7 @@ import pandas as pd
 
 from src.core import atomic, errors, params, paths
 from src.core.errors import TunelabError
-from src.experiments import claim_spec, dvc_queue, search_spec, sweep_spec
+from src.experiments import claim_spec, dvc_queue, rdb, search_spec, sweep_spec
 from src.studies import claims_report, outputs, search_report, sweep_figures, sweep_study
 
 CLAIMS = "claims"
@@ -180,6 +186,11 @@ def parser() -> argparse.ArgumentParser:
                    help="the adaptive design's first seeds, as `sweep run --until-decided` ran it")
     p.add_argument("--max-seeds", type=int, default=None,
                    help="the adaptive design's most seeds, as `sweep run --until-decided` ran it")
+    p.add_argument("--pull", action="store_true",
+                   help="first fetch every host's experiments of this commit from the git remote "
+                        f"(`dvc exp pull`; implied by ${rdb.ENV}): the study of a shared sweep")
+    p.add_argument("--git-remote", default="origin", metavar="NAME",
+                   help="the git remote for --pull (default origin)")
     return p
 
 
@@ -204,12 +215,14 @@ def main() -> None:
                            f"{', '.join(search_names) or 'none'}")
     search = search_spec.load_search(args.name) if is_search else None
     all_sweeps = {} if is_search else sweeps_to_study(sweep_names if args.all else [args.name])
+    if args.pull or os.environ.get(rdb.ENV):  # a shared study: every host pushed its experiments
+        print(dvc_queue.pull_experiments(args.git_remote, args.all_commits), flush=True)
     shown = dvc_queue.exp_show_json(args.all_commits)
     if search:
         return study_search(search, shown)
     written = 0
     for sweep in all_sweeps.values():
-        frame = sweep_study.experiments_frame(shown, sweep)
+        frame = sweep_study.with_hosts(sweep_study.experiments_frame(shown, sweep))
         if args.all and frame.empty:
             continue
         written += study_sweep(sweep, frame, args.all, args.all_commits, args)

@@ -6,10 +6,14 @@
     python -m src.sweep run dropout --seeds 3 --until-decided --max-seeds 10 --jobs 2
     python -m src.sweep run interactions --seeds 5 --set prepare.train_size=20000
     python -m src.sweep status [NAME]                         # done / diverged / failed / pending
+    python -m src.sweep run dropout --seeds 3 --jobs 2 --storage postgresql://USER@HOST/tunelab_optuna
+                                    # several hosts, one study (docs/distributed.md)
 
 What `run` does is in src/experiments/sweep_runner.py (adaptive seeds: src/experiments/adaptive.py);
-the queue client in src/experiments/dvc_queue.py. Exits 1 naming every failed experiment with the
-end of its log, 2 on bad input.
+the queue client in src/experiments/dvc_queue.py; with --storage (or $TUNELAB_STORAGE) the sweep is
+a shared Optuna study on PostgreSQL that the workers of every host take experiments from instead:
+src/experiments/shared_runner.py. Exits 1 naming every failed experiment with the end of its log, 2
+on bad input.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import argparse
 import sys
 
 from src.core import errors
-from src.experiments import adaptive, dvc_queue, sweep_runner, sweep_spec
+from src.experiments import adaptive, shared_runner, sweep_runner, sweep_spec
 
 
 def cmd_list() -> None:
@@ -49,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
                      help="override a param for every experiment (repeatable)")
     run.add_argument("--dry-run", action="store_true",
                      help="print what would be queued and an estimate of the wall time")
-    run.add_argument("--poll", type=float, default=dvc_queue.POLL_SECONDS, help=argparse.SUPPRESS)
+    shared_runner.add_arguments(run)
     status = sub.add_parser("status", help="done / diverged / failed / running / queued per sweep")
     status.add_argument("name", nargs="?")
     return p
@@ -65,12 +69,19 @@ def main() -> None:
         print(sweep_runner.status_table([args.name] if args.name else sweep_spec.sweep_names()))
     else:
         extra = dict(sweep_spec.parse_set(item) for item in args.set or [])
-        if args.until_decided:
-            code = adaptive.run(args.name, args.seeds, args.max_seeds, args.jobs, extra,
-                                args.dry_run, args.poll)
-        elif args.max_seeds is not None:
+        shared = shared_runner.settings(args)
+        if args.max_seeds is not None and not args.until_decided:
             raise errors.TunelabError("--max-seeds goes with --until-decided (a fixed run takes "
                                       "--seeds)")
+        if shared and args.until_decided:
+            raise errors.TunelabError("--until-decided runs on this machine's queue; with --storage "
+                                      "run a fixed number of --seeds (adaptive seeds on a shared "
+                                      "study are not supported yet)")
+        if shared:
+            code = shared_runner.run_sweep(args.name, args.seeds or 1, extra, shared, args.dry_run)
+        elif args.until_decided:
+            code = adaptive.run(args.name, args.seeds, args.max_seeds, args.jobs, extra,
+                                args.dry_run, args.poll)
         else:
             code = sweep_runner.run(args.name, args.seeds or 1, args.jobs, extra, args.dry_run,
                                     args.poll)

@@ -6,7 +6,8 @@ Writes models/fold_<k>.pt              self-describing checkpoints (model name +
        reports/train/history.csv       one row per fold and epoch;
        reports/train/folds/fold_<k>/   DVCLive, written live, step = epoch;
        reports/train/live/             DVCLive: the mean curve over folds (for `dvc plots diff`);
-       reports/train/mlflow_run.json   the MLflow parent run that plot publishes the results to.
+       reports/train/mlflow_run.json   the MLflow parent run that plot publishes the results to,
+                                       and the host the experiment ran on.
 Run    python -m src.train   (or `dvc repro train`, `dvc exp run -S train.dropout=0.3`)
 
 Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else all cores.
@@ -103,7 +104,7 @@ def main() -> None:
     mlflow = trackers.MLflowTracker(uri, store.init_store(uri),
                                     os.environ.get("DVC_EXP_NAME", "workspace"), run_params,
                                     store.run_tags())
-    store.save_handle(paths.MLFLOW_RUN, mlflow.handle())
+    store.save_handle(paths.MLFLOW_RUN, mlflow.handle() | {"host": store.host()})
     tracker = trackers.FanOut(trackers.DVCLiveTracker(paths.TRAIN_FOLD_LIVE), mlflow)
     rows, status = [], Status.COMPLETED
     x, y, folds = dataset_on(prepared, on)

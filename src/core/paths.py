@@ -37,6 +37,7 @@ LR_FIND_SUGGESTION = LR_FIND_REPORTS / "suggestion.json"
 LOCAL = Path(".tunelab")                     # per-clone state (git-ignored)
 SEARCH_JOURNALS = LOCAL / "search"           # one Optuna journal per search
 SWEEP_RECORDS = LOCAL / "sweeps"             # the last run of each sweep: <name>.json
+SHARED_LOGS = LOCAL / "shared"              # a shared study's experiment logs: <study>/<name>.log
 MLFLOW_DB = Path("mlflow.db")                # the default MLflow store, at the repo root
 MLFLOW_ARTIFACTS = Path("mlartifacts")
 

@@ -216,6 +216,18 @@ def exp_show_json(all_commits: bool = False) -> list:
                           read_only=True) or "[]")
 
 
+def pull_experiments(git_remote: str, all_commits: bool = False) -> str:
+    """`dvc exp pull` the experiments of the current commit (of every commit with
+    ``all_commits``) that other hosts pushed to ``git_remote``: their git refs, which hold params,
+    metrics and histories (outputs stay on the DVC remote: `dvc exp pull <remote> <name>` fetches
+    one's models). Returns a line saying what came."""
+    out = dvc("exp", "pull", "--no-cache", *(["-A"] if all_commits else []), git_remote)
+    pulled = re.search(r"Pulled experiment '\[(.*)\]'", out)
+    count = len(pulled.group(1).split(",")) if pulled and pulled.group(1) else 0
+    return f"pulled {count} experiment(s) from git remote {git_remote!r}" if pulled else \
+        f"git remote {git_remote!r}: no experiments to pull ({out.strip() or 'none'})"
+
+
 def experiment_outcomes() -> dict[str, exp_show.Outcome]:
     """The outcome of every experiment of the current commit, by name."""
     return exp_show.outcomes(exp_show_json())

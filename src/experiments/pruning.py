@@ -18,10 +18,11 @@ DVC's queue workers (they are shared by every queued experiment): the trial's id
 experiment name, which DVC sets per run as $DVC_EXP_NAME (``<search>--t<NNN>--s<seed>``: the search
 and the Optuna trial number), and the study is the journal
 ``<repo root>/.tunelab/search/<search>.journal`` (repo root = $DVC_ROOT in DVC's temporary copies),
-where the search also stores the rule. Each call reports the epoch's val acc to the trial
+or, for a search on a shared study, the PostgreSQL storage its worker names in $TUNELAB_STORAGE;
+the search also stores the rule there. Each call reports the epoch's val acc to the trial
 (Optuna intermediate value, step = fold x 10000 + epoch) and returns the rule's verdict. Outside a
 search (no such name or no journal, or a trial that is no longer running) it does nothing and
-returns False; $TUNELAB_PRUNE=0 turns it off. Reads and writes the journal only.
+returns False; $TUNELAB_PRUNE=0 turns it off. Reads and writes the study only.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from src.core import paths
 from src.core.errors import ParamError
 from src.core.naming import parse_trial_name
+from src.experiments import rdb
 
 STEPS_PER_FOLD = 10_000               # intermediate-value step = fold * STEPS_PER_FOLD + epoch
 RULES = {"median": {"warmup_epochs": 0, "min_trials": 1},
@@ -109,10 +111,25 @@ def decide(rule: dict | None, epoch: int, value: float, completed: list[float],
     return halving_rule(value, others, epoch, rule["min_epochs"], rule["eta"], rule["min_trials"])
 
 
-def _report_and_decide(path: Path, search: str, number: int, exp_name: str, fold: int,
+_SHARED: dict[str, object] = {}  # the shared study's storage, opened once per training process
+
+
+def study_storage(search: str):
+    """Where the trial's study is: the shared study's PostgreSQL storage when the trial's worker
+    set $TUNELAB_STORAGE (one pooled connection for the whole training run), else the search's
+    journal in this clone; None when there is none."""
+    uri = os.environ.get(rdb.ENV)
+    if uri:
+        if uri not in _SHARED:
+            _SHARED[uri] = rdb.open_storage(uri, "pruning")
+        return _SHARED[uri]
+    path = journal_path(search)
+    return open_journal(path) if path.is_file() else None
+
+
+def _report_and_decide(storage, search: str, number: int, exp_name: str, fold: int,
                        epoch: int, val_acc: float) -> bool:
     from optuna.trial import TrialState
-    storage = open_journal(path)
     try:
         study_id = storage.get_study_id_from_name(search)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
@@ -143,12 +160,12 @@ def should_prune(exp_name: str | None, epoch: int, val_acc: float, fold: int = 0
     parsed = parse_trial_name(exp_name)
     if parsed is None or os.environ.get("TUNELAB_PRUNE") == "0" or not math.isfinite(val_acc):
         return False
-    path = journal_path(parsed[0])
-    if not path.is_file():
-        return False
     try:
-        return _report_and_decide(path, *parsed, exp_name, fold, epoch, val_acc)
+        storage = study_storage(parsed[0])
+        return storage is not None and _report_and_decide(storage, *parsed, exp_name, fold, epoch,
+                                                          val_acc)
     except Exception as error:  # noqa: BLE001 - bookkeeping must not kill a training run
-        print(f"warning: pruning check for {exp_name} failed ({error}); training goes on",
+        shown = rdb.scrub(str(error), os.environ.get(rdb.ENV) or "")
+        print(f"warning: pruning check for {exp_name} failed ({shown}); training goes on",
               file=sys.stderr)
         return False

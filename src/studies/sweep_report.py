@@ -126,9 +126,13 @@ def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.Data
              r.test_used, fmt(r.p_holm, ".3g"), fmt(r.p_tost, ".3g"), fmt(r.effect_size, "+.2f"),
              r.verdict] for r in summary.itertuples()]
     best = summary.loc[summary["cv_mean"].idxmax()]
+    hosts = frame["host"].replace("", np.nan).dropna().value_counts().sort_index() \
+        if "host" in frame else pd.Series(dtype=int)
+    ran_on = f" They ran on {len(hosts)} hosts: " + ", ".join(
+        f"{h} ({n})" for h, n in hosts.items()) + "." if len(hosts) > 1 else ""
     lines = [f"# Study: {sweep.name}", "", *([sweep.description, ""] if sweep.description else []),
              f"{len(frame)} experiments ({states}) over {len(summary)} configurations, seeds "
-             f"{seeds} as replicates; baseline `{base}`.", "",
+             f"{seeds} as replicates; baseline `{base}`.{ran_on}", "",
              "**Selection uses CV validation accuracy** (per experiment: the mean over its folds, "
              "final epoch). The test set only confirms the chosen configuration; it was not used "
              "to rank.", "", *design_lines(summary, design_source, compute), "", "## Results", "",

@@ -34,7 +34,7 @@ COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_
               "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
               "tost_high", "seeds_used", "seeds_needed", "needed_for", "mdd", "look", "alpha_diff"]
 COLUMNS = ["name", "rev", "timestamp", "sweep", "config", "name_config", "seed", "state", "reason",
-           "others", *METRICS]
+           "host", "others", *METRICS]
 
 
 def match_config(sweep: sweep_spec.Sweep, flat: dict, defaults: dict) -> str | None:
@@ -68,6 +68,7 @@ def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
             "name_config": parsed["config"], "seed": int(flat.get("train.seed", parsed["seed"])),
             "state": str(Status.FAILED if failed else parse(metrics.get("status"))),
             "reason": exp_show.get(head, ("error", "msg")) or metrics.get("reason") or "",
+            "host": "",  # read_hosts fills it in from the experiment's commit
             "others": json.dumps(others, sort_keys=True) if others else "",
             **{column: exp_show.number(exp_show.get(metrics, keys))
                for column, keys in METRICS.items()}})
@@ -284,6 +285,41 @@ def read_histories(frame: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
         if shown.returncode == 0 and shown.stdout.strip():
             histories.setdefault(row.config, []).append(pd.read_csv(io.StringIO(shown.stdout)))
     return histories
+
+
+def read_hosts(revs: list[str]) -> dict[str, str]:
+    """The host each experiment ran on, by rev: the ``host`` that train wrote into
+    reports/train/mlflow_run.json of the experiment's commit (one `git cat-file --batch` for all;
+    revs without it are left out). An experiment pulled from another host's push names that host."""
+    revs = [rev for rev in dict.fromkeys(revs) if isinstance(rev, str) and rev]
+    if not revs:
+        return {}
+    done = subprocess.run(["git", "cat-file", "--batch"], capture_output=True,
+                          input="".join(f"{rev}:{paths.MLFLOW_RUN}\n" for rev in revs).encode())
+    out, at, hosts = done.stdout, 0, {}
+    for rev in revs:
+        end = out.find(b"\n", at)
+        if end < 0:
+            break
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) != 3:  # "<rev>:<path> missing"
+            continue
+        size = int(header[2])
+        try:
+            host = json.loads(out[at:at + size]).get("host")
+        except (ValueError, AttributeError):
+            host = None
+        at += size + 1
+        if host:
+            hosts[rev] = str(host)
+    return hosts
+
+
+def with_hosts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The experiments table with its ``host`` column read from git (:func:`read_hosts`)."""
+    hosts = read_hosts(frame["rev"].tolist())
+    return frame.assign(host=frame["rev"].map(lambda rev: hosts.get(rev, "")))
 
 
 def sweep_run_record(sweep: sweep_spec.Sweep, summary: pd.DataFrame, n: int) -> tuple[dict, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "tunelab")
 # MLflow 3's UI opens an experiment in its GenAI view (traces, judges) unless the experiment says it
 # is about training models: this tag (the one the UI reads) opens it on its runs.
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+HOST_TAG = "tunelab.host"    # the host a parent run's experiment ran on
+TRIAL_TAG = "tunelab.trial"  # a shared study's trial, <study>#<number>
 
 
 def tracking_uri() -> str:
@@ -97,10 +100,20 @@ def git_commit() -> str | None:
         return None
 
 
+def host() -> str:
+    """The host an experiment ran on: $TUNELAB_HOST if set (two "hosts" on one machine, as in the
+    tests), else the machine's hostname."""
+    return os.environ.get("TUNELAB_HOST") or socket.gethostname()
+
+
 def run_tags() -> dict[str, str]:
-    """Tags linking an MLflow run to its DVC experiment and git commit."""
+    """Tags linking an MLflow run to its DVC experiment, git commit and host, and, for a trial of
+    a shared study, to that trial ($TUNELAB_TRIAL, set by its worker: ``<study>#<number>``, the
+    key by which a live worker ends the runs of a trial whose host died)."""
     name = os.environ.get("DVC_EXP_NAME", "workspace")
-    tags = {"dvc.exp_name": name}
+    tags = {"dvc.exp_name": name, HOST_TAG: host()}
+    if os.environ.get("TUNELAB_TRIAL"):
+        tags[TRIAL_TAG] = os.environ["TUNELAB_TRIAL"]
     tags |= {f"sweep.{k}" if k != "sweep" else k: v
              for k, v in (naming.parse_name(name) or {}).items()}
     if os.environ.get("DVC_EXP_BASELINE_REV"):
@@ -144,6 +157,26 @@ def log_run(name: str, tags: dict[str, str], params: dict | None = None,
         mlflow.log_artifacts(run_id, str(artifacts[0]), artifacts[1])
     mlflow.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def end_trial_runs(trial_key: str, status: str = "KILLED", uri: str | None = None) -> list[str]:
+    """End the runs of a shared study's trial that are still RUNNING (its host died mid-trial):
+    the parent runs tagged ``tunelab.trial = trial_key`` and their fold runs. Returns their ids."""
+    mlflow = client(uri)
+    found = mlflow.get_experiment_by_name(EXPERIMENT)
+    if found is None:
+        return []
+    ended = []
+    parents = mlflow.search_runs([found.experiment_id], max_results=1000, filter_string=(
+        f"tags.`{TRIAL_TAG}` = '{trial_key}'"))
+    for parent in parents:
+        children = mlflow.search_runs([found.experiment_id], max_results=1000, filter_string=(
+            f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and attributes.status = 'RUNNING'"))
+        for run in [*children, parent]:
+            if run.info.status == "RUNNING":
+                mlflow.set_terminated(run.info.run_id, status=status)
+                ended.append(run.info.run_id)
+    return ended
 
 
 class ParentRun:
