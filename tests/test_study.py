@@ -354,7 +354,7 @@ def test_study_of_a_real_two_worker_sweep(tmp_path):
 
     folder = root / "reports/study/tiny"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "experiments.csv", "learning_curves.png", "pareto.png", "report.md", "summary.csv",
+        "experiments.csv", "forest.png", "learning_curves.png", "pareto.png", "report.md", "summary.csv",
         "tiny_comparison.png", "top_configurations.png"]
     summary = pd.read_csv(folder / "summary.csv")
     assert summary["config"].tolist() == ["norm=batch", "norm=none"]

@@ -110,3 +110,24 @@ def test_trained_since_finds_the_sweeps_parent_runs_opened_since(uri):
         train(name)
     assert store.trained_since(since, "s--", uri) == {"s--b--s0"}
     assert store.trained_since(0.0, "s--", uri) == {"s--a--s0", "s--b--s0"}
+
+
+def test_dvclive_ending_tolerates_another_worker_removing_the_step_signal(tmp_path, monkeypatch):
+    import dvclive.live
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+
+    def removed_by_another_worker():
+        raise FileNotFoundError(2, "No such file", str(tmp_path / trackers.STEP_SIGNAL))
+
+    monkeypatch.setattr(dvclive.live, "cleanup_dvclive_step_completed", removed_by_another_worker)
+    with trackers.live(tmp_path / "live") as live:
+        live.log_metric("val/acc", 0.5)
+    assert (tmp_path / "live" / "metrics.json").is_file()
+
+    def something_else():
+        raise FileNotFoundError(2, "No such file", str(tmp_path / "other"))
+
+    monkeypatch.setattr(dvclive.live, "cleanup_dvclive_step_completed", something_else)
+    with pytest.raises(FileNotFoundError):
+        with trackers.live(tmp_path / "live2") as live:
+            live.log_metric("val/acc", 0.5)
