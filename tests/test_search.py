@@ -315,7 +315,8 @@ def test_queue_and_wait_queues_only_what_is_new(monkeypatch):
     monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: outcomes.pop(0))
     monkeypatch.setattr(dvc_queue, "dvc", dvc)
     monkeypatch.setattr(dvc_queue, "start_workers", lambda jobs: calls.append(("start", jobs)))
-    monkeypatch.setattr(dvc_queue, "wait_for", lambda ids, total, poll, jobs: calls.append(("wait", ids)))
+    monkeypatch.setattr(dvc_queue, "wait_for",
+                        lambda ids, total, poll, jobs: calls.append(("wait", ids)) or {})
     monkeypatch.setenv("TUNELAB_THREADS", "?")  # restored afterwards
     monkeypatch.setenv("TUNELAB_MEMORY_FRACTION", "?")
     got = optuna_search.queue_and_wait(exps, jobs=2, poll=0.0)

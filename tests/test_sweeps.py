@@ -244,6 +244,40 @@ def test_a_sweep_tops_up_workers_that_died_while_experiments_are_queued(monkeypa
         capsys.readouterr().out
 
 
+def test_an_experiment_whose_result_dvc_lost_is_queued_again_once(monkeypatch, tmp_path, capsys):
+    """CI saw the queue say Success for an experiment that `dvc exp show` did not have (DVC's
+    worker failed to collect it): the sweep queues it again, once, and reports its second result."""
+    from src.experiments import sweep_runner
+    from src.tracking import store
+    exps = [sweep_spec.Experiment("x", c, 0, {"train.dropout": 0.1}) for c in ("a", "b")]
+    got = {e.name: exp_show.Outcome(e.name, "completed", 0.8) for e in exps}
+    outcomes = [{}, {exps[0].name: got[exps[0].name]}, dict(got)]  # before, after, after retry
+    queued, waits = [], []
+
+    def enqueue(todo, tasks):
+        queued.append([e.name for e in todo])
+        return {f"t{len(queued)}{n}" for n in range(len(todo))}
+
+    def wait_for(ids, total, poll, jobs):
+        waits.append(sorted(ids))
+        names = queued[-1]
+        return {i: dvc_queue.Task(i, n, "Success") for i, n in zip(sorted(ids), names)}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dvc_queue, "queue_tasks", lambda: [])
+    monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: outcomes.pop(0))
+    monkeypatch.setattr(dvc_queue, "enqueue", enqueue)
+    monkeypatch.setattr(dvc_queue, "wait_for", wait_for)
+    monkeypatch.setattr(dvc_queue, "start_workers", lambda jobs: [])
+    monkeypatch.setattr(dvc_queue, "share_machine", lambda jobs: 1)
+    monkeypatch.setattr(store, "init_store", lambda: "0")
+    monkeypatch.setattr(efficiency, "report_efficiency", lambda *a: None)
+    final = sweep_runner.run_experiments("x", exps, exps, jobs=2, poll=0)
+    assert queued == [["x--a--s0", "x--b--s0"], ["x--b--s0"]]
+    assert final == got and not outcomes
+    assert "x--b--s0: the queue says Success but DVC did not collect the result" in \
+        capsys.readouterr().out
+
+
 def fake_dvc_runs(monkeypatch, results):
     """Make src.sweep's `dvc` calls return ``results`` (returncode, stdout, stderr) in turn."""
     import subprocess

@@ -132,8 +132,7 @@ def queue_and_wait(experiments: list[sweep_spec.Experiment], jobs: int,
     if task_ids:
         dvc_queue.share_machine(jobs)
         dvc_queue.start_workers(jobs)
-        dvc_queue.wait_for(task_ids, len(task_ids), poll, jobs)
-        outcomes = dvc_queue.experiment_outcomes()
+        outcomes = dvc_queue.run_queued(task_ids, experiments, poll, jobs)[1]
     return {e.name: outcomes[e.name] for e in experiments if e.name in outcomes}
 
 

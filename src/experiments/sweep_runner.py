@@ -78,9 +78,8 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
     dvc_queue.start_workers(jobs)
     print(f"started {jobs} queue workers ({threads} threads each); Ctrl-C stops waiting, not the "
           f"workers (`dvc queue stop` does)", flush=True)
-    ran = dvc_queue.wait_for(task_ids, len(task_ids), poll, jobs)
+    ran, outcomes = dvc_queue.run_queued(task_ids, experiments, poll, jobs)
     wall = time.monotonic() - started
-    outcomes = dvc_queue.experiment_outcomes()
     if resumed:  # they started before this run: its wall time does not cover them
         print(f"efficiency not measured: {len(resumed)} experiment(s) were queued before this run")
     else:
