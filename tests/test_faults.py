@@ -46,6 +46,40 @@ def test_sigterm_mid_training_kills_runs_cleanly_and_repro_recovers(tmp_path):
     assert "up to date" in sh("dvc", "status", cwd=root, env=env).stdout
 
 
+STOPPING = """
+import pathlib, sys, time
+from src.core import errors
+
+def main():
+    try:
+        print("ready", flush=True)
+        time.sleep(60)
+    finally:  # a stage's clean-up: ending runs, writing files
+        print("cleaning", flush=True)
+        time.sleep(1.0)
+        pathlib.Path(sys.argv[1]).write_text("done")
+
+errors.run(main)
+"""
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_up_short(tmp_path):
+    """`pkill -f` plus `timeout` deliver SIGTERM twice: the first starts the clean-up, the second
+    must let it finish (and the exit print no traceback)."""
+    from tests.conftest import REPO
+    marker = tmp_path / "cleaned"
+    proc = subprocess.Popen([sys.executable, "-c", STOPPING, str(marker)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline() == "cleaning\n"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert marker.read_text() == "done"
+    assert "interrupted" in stderr and "Traceback" not in stderr
+
+
 # --- the queue under stress (slow: real sweeps; CI runs them with `pytest -m slow`) ---------------
 
 SWEEPS = """

@@ -25,8 +25,17 @@ class DataError(TunelabError):
 
 
 def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-    # SIGTERM (`kill`, a stopped queue worker) takes the same clean-up path as Ctrl-C.
+    # SIGTERM (`kill`, a stopped queue worker) takes the same clean-up path as Ctrl-C. Later
+    # SIGTERMs are let pass, so that the clean-up (MLflow runs ended KILLED, atomic writes) and the
+    # exit finish: `pkill -f` and `timeout` often deliver two (measured: `timeout N python -m
+    # src.sweep ...` killed by `pkill -f` printed a KeyboardInterrupt traceback from an atexit
+    # hook). A Python-level handler, not SIG_IGN: processes started later keep the default.
+    signal.signal(signal.SIGTERM, _after_first_sigterm)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _after_first_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    """Already stopping: nothing more to do (SIGKILL still ends the process at once)."""
 
 
 def run(main: Callable[[], None]) -> None:
