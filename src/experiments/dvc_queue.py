@@ -312,13 +312,13 @@ def wait_for(task_ids: set[str], total: int, poll: float, jobs: int,
         time.sleep(poll)
 
 
-def uncollected(tasks: Iterable[Task], outcomes: dict[str, exp_show.Outcome]) -> list[str]:
+def uncollected(tasks: Iterable[Task], outcomes: dict[str, exp_show.Outcome]) -> set[str]:
     """Names of the tasks the queue lists as Success whose experiment `dvc exp show` does not have.
     DVC ran them, but its worker failed to fetch the result into the repository (`collect_exp`
     logs "Failed to collect experiment" to .dvc/tmp/exps/celery/*.out and carries on, e.g. when
     the experiments' ref lock stayed taken) and still reports Success. Seen once in CI: 1 of 9
     experiments on 2 workers."""
-    return sorted(t.name for t in tasks if t.status == "Success" and t.name not in outcomes)
+    return {t.name for t in tasks if t.status == "Success" and t.name not in outcomes}
 
 
 def run_queued(task_ids: set[str], experiments: list[Experiment], poll: float,
@@ -328,7 +328,8 @@ def run_queued(task_ids: set[str], experiments: list[Experiment], poll: float,
     every experiment of the current commit afterwards."""
     ran = wait_for(task_ids, len(task_ids), poll, jobs)
     outcomes = experiment_outcomes()
-    lost = [e for e in experiments if e.name in set(uncollected(ran.values(), outcomes))]
+    lost_names = uncollected(ran.values(), outcomes)
+    lost = [e for e in experiments if e.name in lost_names]
     if lost:
         print(f"{', '.join(e.name for e in lost)}: the queue says Success but DVC did not collect "
               "the result (its worker log, .dvc/tmp/exps/celery/*.out, says why); queued again "
