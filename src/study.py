@@ -4,12 +4,15 @@ figures, an MLflow run.
 Reads  `dvc exp show --json` (the current commit's experiments; every commit's with --all-commits,
        keeping the newest run of a name): each experiment's params and
        reports/evaluate/metrics.json; `git show <exp rev>:reports/train/history.csv` for learning
-       curves; sweeps.yaml, searches.yaml and params.yaml (the configurations and the baseline).
+       curves; sweeps.yaml, searches.yaml and params.yaml (the configurations and the baseline);
+       the committed reports/study/<sweep>/experiments.csv, whose experiments of an earlier commit
+       with the same sources and params count as run (src/experiments/carried.py).
 Writes reports/study/<sweep>/ (each file atomically; files of an earlier study are replaced):
          summary.csv      one row per configuration: n, mean / std / 95% CI of the CV validation
                           accuracy, test accuracy, cost, and the Holm-adjusted comparison with the
                           baseline;
-         experiments.csv  one row per experiment (what the table is made of);
+         experiments.csv  one row per experiment (what the table is made of), with the commit it
+                          ran from (``baseline``);
          report.md        the table, findings in words, ANOVA, figures, failures;
          *.png            figures chosen from the sweep's design (src/studies/sweep_figures.py);
        for a search (searches.yaml) instead: trials.csv, report.md (trials ranked, parameter
@@ -222,7 +225,8 @@ def main() -> None:
         return study_search(search, shown)
     written = 0
     for sweep in all_sweeps.values():
-        frame = sweep_study.with_hosts(sweep_study.experiments_frame(shown, sweep))
+        frame = sweep_study.with_carried(
+            sweep_study.with_hosts(sweep_study.experiments_frame(shown, sweep)), sweep)
         if args.all and frame.empty:
             continue
         written += study_sweep(sweep, frame, args.all, args.all_commits, args)

@@ -246,7 +246,7 @@ def test_experiments_frame_parses_exp_show_json():
                                    "dropout--dropout=0.3--s1", "dropout--dropout=0.5--s0",
                                    "dropout--dropout=0.5--s1"]
     ok = frame.loc["dropout--dropout=0.5--s0"]
-    assert (ok["rev"], ok["config"], ok["seed"]) == ("a", "dropout=0.5", 0)
+    assert (ok["rev"], ok["baseline"], ok["config"], ok["seed"]) == ("a", "c1", "dropout=0.5", 0)
     assert ok["state"] == "completed"
     assert (ok["cv_accuracy"], ok["test_accuracy"], ok["train_val_gap"]) == (0.86, 0.8, 0.04)
     assert (ok["params"], ok["seconds_per_epoch"]) == (421834, 2.5)
@@ -258,7 +258,7 @@ def test_experiments_frame_parses_exp_show_json():
     failed = frame.loc["dropout--dropout=0.3--s0"]
     assert (failed["state"], failed["config"], failed["reason"]) == (
         "failed", "dropout=0.3", "Experiment run failed")
-    assert frame.loc["dropout--dropout=0.3--s1", "rev"] == "newer"  # newest of a repeated name
+    assert frame.loc["dropout--dropout=0.3--s1", ["rev", "baseline"]].tolist() == ["newer", "c0"]  # newest
     assert status.usable(frame.reset_index())["name"].tolist() == [
         "dropout--dropout=0.5--s0", "dropout--dropout=0.5--s1", "dropout--dropout=0.3--s1"]
 

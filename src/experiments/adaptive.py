@@ -7,7 +7,8 @@ src/core/decide.py's sequential procedure (a fixed boundary per look, Holm over 
 a look), replayed from the experiments that exist each time: the runner keeps no state of its own,
 so an interrupted run resumes where it stopped, and `python -m src.study NAME` reaches the same
 verdicts from the same experiments. Experiments are the usual `<sweep>--<config>--s<seed>`; seeds
-already run on this commit are reused, not trained again.
+already run on this commit, or carried over from the committed study of an earlier commit with the
+same sources and params (src/experiments/carried.py), are reused, not trained again.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
         return 0
     record_design(sweep.name, design, sweep.design.margin)
     ran: dict[str, sweep_spec.Experiment] = {}
-    outcomes = dvc_queue.experiment_outcomes()
+    outcomes = sweep_runner.known_outcomes(sweep.name)
     tried: set[str] = set()
     while True:
         state = replay(cv_by_seed(outcomes, sweep.name), sweep.baseline_label, labels,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from src.core import paths
 from src.core.status import Status, parse
@@ -39,10 +40,17 @@ def metrics_of(data: dict) -> dict:
     return get(data, ("metrics", str(paths.METRICS), "data")) or {}
 
 
-def newest_experiments(shown: list, wanted: Callable[[str], bool]) -> Iterator[tuple[str, dict, dict]]:
-    """(name, head rev entry, the commit's flat params) of every experiment whose name ``wanted``
-    accepts; a name listed under several commits (``exp show -A``) gives only its newest run."""
-    found: dict[str, tuple[str, dict, dict]] = {}
+class Found(NamedTuple):
+    name: str
+    head: dict      # the experiment's newest rev entry
+    defaults: dict  # its commit's flat params
+    baseline: str   # the commit it ran from
+
+
+def newest_experiments(shown: list, wanted: Callable[[str], bool]) -> Iterator[Found]:
+    """Every experiment whose name ``wanted`` accepts; a name listed under several commits
+    (``exp show -A``) gives only its newest run."""
+    found: dict[str, Found] = {}
     for commit in shown:
         if commit.get("rev") == "workspace":
             continue
@@ -52,9 +60,9 @@ def newest_experiments(shown: list, wanted: Callable[[str], bool]) -> Iterator[t
             name = exp.get("name") or head.get("name") or ""
             if not wanted(name):
                 continue
-            if name in found and timestamp(found[name][1]) >= timestamp(head):
+            if name in found and timestamp(found[name].head) >= timestamp(head):
                 continue
-            found[name] = (name, head, defaults)
+            found[name] = Found(name, head, defaults, str(commit.get("rev") or ""))
     yield from found.values()
 
 

@@ -6,7 +6,8 @@ store once (parallel workers would corrupt a fresh SQLite database), queues what
 with $TUNELAB_THREADS = cores / J (and 1/J of an accelerator's memory each), shows progress, prints
 how well the sweep used its workers, and returns non-zero naming every failed experiment with the
 tail of its log (DVC's own queue exits 0 when experiments fail). Run again after an interruption,
-it queues only what has not succeeded on the current commit.
+it queues only what has not succeeded on the current commit, or been carried over from the
+committed study of an earlier commit whose sources and params are the same (src/experiments/carried.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import Counter
 from src.core import naming
 from src.core.errors import TunelabError
 from src.core.status import Status
-from src.experiments import dvc_queue, efficiency, estimate, sweep_spec
+from src.experiments import carried, dvc_queue, efficiency, estimate, sweep_spec
 from src.experiments.exp_show import Outcome
 from src.tracking import store
 
@@ -53,19 +54,30 @@ def estimated_wall(experiments: list[sweep_spec.Experiment], base: dict, jobs: i
          for e in experiments], jobs)
 
 
+def known_outcomes(name: str, live: dict[str, Outcome] | None = None) -> dict[str, Outcome]:
+    """The outcomes of sweep ``name``'s experiments that count as run: the current commit's
+    (``live``, read here if not given), and those carried over from its committed study."""
+    return carried.outcomes(name, dvc_queue.experiment_outcomes() if live is None else live)
+
+
 def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
                     in_queue_order: list[sweep_spec.Experiment], jobs: int,
                     poll: float) -> dict[str, Outcome]:
-    """Queue those of ``experiments`` that have not succeeded on this commit and are not queued,
-    run them on ``jobs`` workers, wait, print the efficiency; the outcomes of every experiment of
-    the current commit afterwards."""
+    """Queue those of ``experiments`` that have not succeeded (on this commit, or carried over)
+    and are not queued, run them on ``jobs`` workers, wait, print the efficiency; the outcomes of
+    every experiment that counts as run afterwards (:func:`known_outcomes`)."""
     tasks = dvc_queue.queue_tasks()
-    done = {n for n, o in dvc_queue.experiment_outcomes().items() if o.state != Status.FAILED}
+    live = dvc_queue.experiment_outcomes()
+    known = known_outcomes(name, live)
+    done = {n for n, o in known.items() if o.state != Status.FAILED}
     pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
     todo = [e for e in in_queue_order if e.name not in done and e.name not in pending]
     resumed = [pending[e.name] for e in experiments if e.name in pending]
+    wanted = {e.name for e in experiments}
+    n_carried = len((done - {n for n, o in live.items() if o.state != Status.FAILED}) & wanted)
     print(f"sweep {name}: {len(experiments)} experiments; "
-          f"{len(done & {e.name for e in experiments})} already succeeded on this commit, "
+          f"{len(done & wanted)} already succeeded on this commit"
+          f"{f' or carried over from the committed study ({n_carried})' if n_carried else ''}, "
           f"{len(resumed)} still queued, {len(todo)} to queue")
     with store.store_lock():  # two sweeps starting at once must not both create the store
         store.init_store()  # before any worker starts: a fresh SQLite store is created once
@@ -73,7 +85,7 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
     task_ids = dvc_queue.enqueue(todo, tasks) | {t.task_id for t in resumed}
     if not task_ids:
         print("nothing to run")
-        return dvc_queue.experiment_outcomes()
+        return known
     threads = dvc_queue.share_machine(jobs)
     dvc_queue.start_workers(jobs)
     print(f"started {jobs} queue workers ({threads} threads each); Ctrl-C stops waiting, not the "
@@ -85,7 +97,7 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
     else:
         efficiency.report_efficiency(name, list(ran.values()), outcomes, jobs, threads, wall,
                                      started_at)
-    return outcomes
+    return known_outcomes(name, outcomes)
 
 
 def run(name: str, seeds: int, jobs: int, extra: dict, dry_run: bool = False,

@@ -41,7 +41,7 @@ def trials_frame(shown: list, search: Search) -> pd.DataFrame:
     trained without pruning (folds x epochs)."""
     keys = [d.key for d in search.space]
     rows = []
-    for name, head, _ in exp_show.newest_experiments(
+    for name, head, *_ in exp_show.newest_experiments(
             shown, lambda n: (naming.parse_trial_name(n) or ("",))[0] == search.name):
         data = head.get("data") or {}
         flat, metrics = exp_show.flat_params(data), exp_show.metrics_of(data)
@@ -68,7 +68,7 @@ def shared_settings(shown: list, search: Search, base: dict) -> dict:
     reader of the report must know (e.g. a 1,500-image subset)."""
     space = {d.key for d in search.space} | set(search.fixed) | {"train.seed"}
     shared = None
-    for _, head, _ in exp_show.newest_experiments(
+    for _, head, *_ in exp_show.newest_experiments(
             shown, lambda n: (naming.parse_trial_name(n) or ("",))[0] == search.name):
         flat = {k: v for k, v in exp_show.flat_params(head.get("data") or {}).items()
                 if k not in space}

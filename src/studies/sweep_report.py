@@ -15,6 +15,7 @@ import pandas as pd
 from src.core import naming
 from src.core.status import Status, usable
 from src.experiments import sweep_spec
+from src.experiments.carried import BASELINE
 
 
 def fmt(value, spec: str = ".4f", scale: float = 1.0) -> str:
@@ -130,6 +131,11 @@ def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.Data
         if "host" in frame else pd.Series(dtype=int)
     ran_on = f" They ran on {len(hosts)} hosts: " + ", ".join(
         f"{h} ({n})" for h, n in hosts.items()) + "." if len(hosts) > 1 else ""
+    commits = frame[BASELINE].replace("", np.nan).dropna().value_counts().sort_index() \
+        if BASELINE in frame else pd.Series(dtype=int)
+    ran_on += f" They ran from {len(commits)} commits with the same sources and params " \
+        "(src/experiments/carried.py): " + ", ".join(
+            f"{c[:7]} ({n})" for c, n in commits.items()) + "." if len(commits) > 1 else ""
     lines = [f"# Study: {sweep.name}", "", *([sweep.description, ""] if sweep.description else []),
              f"{len(frame)} experiments ({states}) over {len(summary)} configurations, seeds "
              f"{seeds} as replicates; baseline `{base}`.{ran_on}", "",

@@ -21,7 +21,7 @@ import pandas as pd
 from src.core import decide, naming, paths, stats
 from src.core.errors import TunelabError
 from src.core.status import Status, parse, usable
-from src.experiments import adaptive, exp_show, sweep_spec
+from src.experiments import adaptive, carried, exp_show, sweep_spec
 from src.studies import sweep_figures
 from src.studies.sweep_report import render_report
 
@@ -33,8 +33,8 @@ METRICS = {  # experiment column -> path in metrics.json
 COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_holm",
               "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
               "tost_high", "seeds_used", "seeds_needed", "needed_for", "mdd", "look", "alpha_diff"]
-COLUMNS = ["name", "rev", "timestamp", "sweep", "config", "name_config", "seed", "state", "reason",
-           "host", "others", *METRICS]
+COLUMNS = ["name", "rev", carried.BASELINE, "timestamp", "sweep", "config", "name_config", "seed",
+           "state", "reason", "host", "others", *METRICS]
 
 
 def match_config(sweep: sweep_spec.Sweep, flat: dict, defaults: dict) -> str | None:
@@ -53,7 +53,7 @@ def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
     The configuration is recomputed from each experiment's own params, not read from its name; a
     name listed under several commits (``-A``) keeps its newest run."""
     rows = []
-    for name, head, defaults in exp_show.newest_experiments(
+    for name, head, defaults, baseline in exp_show.newest_experiments(
             shown, lambda n: (naming.parse_name(n) or {}).get("sweep") == sweep.name):
         parsed, data = naming.parse_name(name), head.get("data") or {}
         flat, metrics = exp_show.flat_params(data), exp_show.metrics_of(data)
@@ -63,7 +63,8 @@ def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
             label = naming.config_label({k: flat[k] for k in sweep.varied})
         others = {k: v for k, v in flat.items() if k not in sweep.varied and k != "train.seed"}
         rows.append({
-            "name": name, "rev": head.get("rev"), "timestamp": exp_show.timestamp(head),
+            "name": name, "rev": head.get("rev"), carried.BASELINE: baseline,
+            "timestamp": exp_show.timestamp(head),
             "sweep": sweep.name, "config": label or parsed["config"],
             "name_config": parsed["config"], "seed": int(flat.get("train.seed", parsed["seed"])),
             "state": str(Status.FAILED if failed else parse(metrics.get("status"))),
@@ -73,6 +74,21 @@ def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
             **{column: exp_show.number(exp_show.get(metrics, keys))
                for column, keys in METRICS.items()}})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def with_carried(frame: pd.DataFrame, sweep: sweep_spec.Sweep) -> pd.DataFrame:
+    """``frame`` (the current commit's experiments) with the rows of the committed study that
+    count as run (src/experiments/carried.py) in place of what is missing or failed here."""
+    live = set(frame.loc[frame["state"] != Status.FAILED, "name"])
+    rows = carried.carried_rows(sweep.name, live)
+    if not rows:
+        return frame
+    extra = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    numeric = ["seed", *METRICS]
+    extra[numeric] = extra[numeric].apply(pd.to_numeric, errors="coerce")
+    extra = extra.fillna({c: "" for c in COLUMNS if c not in numeric}).astype({"seed": int})
+    kept = frame[~frame["name"].isin(extra["name"])]
+    return pd.concat([kept, extra], ignore_index=True) if len(kept) else extra
 
 
 def require_completed(frame: pd.DataFrame, sweep: sweep_spec.Sweep, all_commits: bool = False) -> None:
