@@ -182,7 +182,7 @@ def test_a_fixed_run_queues_only_what_was_not_carried(repo, monkeypatch, capsys)
 
 def test_the_study_reports_carried_rows_where_the_commit_has_none(repo):
     commit_study([(BASELINE, 0, "completed", 0.88, repo), (NEAR, 0, "completed", 0.87, repo)])
-    live = pd.DataFrame([{"name": f"s--{NEAR}--s0", "rev": "x", "baseline": "HEAD", "config": NEAR,
+    live = pd.DataFrame([{"name": f"s--{NEAR}--s0", "rev": "x", "baseline": "f" * 40, "config": NEAR,
                           "name_config": NEAR,
                           "seed": 0, "state": "completed", "host": "here", "others": "",
                           "cv_accuracy": 0.9}]).reindex(columns=sweep_study.COLUMNS)
@@ -198,7 +198,7 @@ def test_the_study_reports_carried_rows_where_the_commit_has_none(repo):
     summary = sweep_study.summary_table(frame, SWEEP)
     report = render_report(SWEEP, frame, summary, None, "", [])
     assert f"They ran from 2 commits with the same sources and params (src/experiments/" \
-           f"carried.py): {repo[:7]} (1), HEAD (1)." in report
+           f"carried.py): {repo[:7]} (1), fffffff (1)." in report
     assert "is named" not in report
 
 
