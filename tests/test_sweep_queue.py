@@ -80,7 +80,8 @@ def test_rerun_runs_only_what_is_missing(swept):
     again = sweep(root, env, "run", "tiny", "--seeds", "2", "--jobs", "2")
     assert "4 already succeeded" in again.stdout and "nothing to run" in again.stdout
     more = sweep(root, env, "run", "tiny", "--seeds", "3", "--jobs", "2", "--dry-run")
-    assert more.stdout.count("dvc exp run --queue") == 6  # dry run lists the whole sweep
+    assert more.stdout.count("dvc exp run --queue") == 2  # only seed 2 of each configuration
+    assert "2 experiments (of 6: 2 configurations x 3 seeds; 4 already succeeded" in more.stdout
 
 
 def test_failed_experiments_are_named_with_their_log(swept):

@@ -102,21 +102,38 @@ def round_experiments(sweep: sweep_spec.Sweep, base: dict, extra: dict,
 
 def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.Design,
                jobs: int) -> None:
-    """--dry-run: the first round's commands, the rounds that may follow, and the estimates."""
-    first = sweep_spec.expand(sweep, design.first_seeds, base, extra)
+    """--dry-run: where the study stands (from the experiments that count as run: this commit's,
+    and those carried over), the next round's commands, the rounds that may follow, and the
+    estimates of what is left."""
+    live = dvc_queue.experiment_outcomes()
+    known = sweep_runner.known_outcomes(sweep.name, live)
+    state = replay(cv_by_seed(known, sweep.name), sweep.baseline_label,
+                   [sweep.label(c) for c in sweep.configs], sweep.design.margin, design)
     every = sweep_spec.expand(sweep, design.max_seeds, base, extra)
-    sweep_runner.print_dry_run(sweep_spec.longest_first(first, base),
-                               f"round 1: {len(sweep.configs)} configurations x "
-                               f"{design.first_seeds} seeds")
+    done, n_carried = sweep_runner.already_run(every, known, live)
+    if state.looks:
+        print(progress(state, design))
+    if state.over:
+        print(f"nothing to run (--dry-run): {sweep_runner.describe_run(done, n_carried)}")
+        return
+    following = design.looks - state.looks - 1
+    todo = [e for e in round_experiments(sweep, base, extra, state.pending) if e.name not in done]
+    sweep_runner.print_dry_run(
+        sweep_spec.longest_first(todo, base),
+        f"look {state.looks + 1} of {design.looks}: "
+        + (f"{len(sweep.configs)} configurations x {design.first_seeds} seeds"
+           if not state.looks else f"the next seed of the {len(state.pending)} open "
+           "configuration(s) and of the baseline")
+        + f"; {sweep_runner.describe_run(done, n_carried)}")
     cache: dict = {}
-    low = sweep_runner.estimated_wall(first, base, jobs, cache)
-    high = sweep_runner.estimated_wall(every, base, jobs, cache)
-    print(f"then up to {design.looks - 1} more round(s), each adding one seed to the baseline "
+    low = sweep_runner.estimated_wall(todo, base, jobs, cache)
+    high = sweep_runner.estimated_wall([e for e in every if e.name not in done], base, jobs, cache)
+    print(f"then up to {following} more round(s), each adding one seed to the baseline "
           f"and to every configuration still undecided (margin ±{100 * sweep.design.margin:.2g} "
           f"points, {design.looks} looks at alpha {design.alpha} / {design.looks} = "
-          f"{design.look_alpha:.4g} each): at most {len(every)} experiments")
-    print(f"estimated wall time on {jobs} worker(s): round 1 {estimate.describe(low)}; if every "
-          f"configuration needs {design.max_seeds} seeds, {estimate.describe(high)} "
+          f"{design.look_alpha:.4g} each): at most {len(every) - len(done)} more experiments")
+    print(f"estimated wall time on {jobs} worker(s): this round {estimate.describe(low)}; if "
+          f"every configuration needs {design.max_seeds} seeds, {estimate.describe(high)} "
           "(src/experiments/estimate.py)")
 
 

@@ -60,6 +60,21 @@ def known_outcomes(name: str, live: dict[str, Outcome] | None = None) -> dict[st
     return carried.outcomes(name, dvc_queue.experiment_outcomes() if live is None else live)
 
 
+def already_run(experiments: list[sweep_spec.Experiment], known: dict[str, Outcome],
+                live: dict[str, Outcome]) -> tuple[set[str], int]:
+    """The names of ``experiments`` that count as run (succeeded on this commit, or carried over
+    from the committed study: ``known``, :func:`known_outcomes` of ``live``), and how many of those
+    are carried over."""
+    done = {n for n, o in known.items() if o.state != Status.FAILED} & {e.name for e in experiments}
+    return done, len(done - {n for n, o in live.items() if o.state != Status.FAILED})
+
+
+def describe_run(done: set[str], n_carried: int) -> str:
+    """e.g. ``4 already succeeded on this commit or carried over from the committed study (4)``."""
+    return (f"{len(done)} already succeeded on this commit"
+            f"{f' or carried over from the committed study ({n_carried})' if n_carried else ''}")
+
+
 def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
                     in_queue_order: list[sweep_spec.Experiment], jobs: int,
                     poll: float) -> dict[str, Outcome]:
@@ -69,15 +84,11 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
     tasks = dvc_queue.queue_tasks()
     live = dvc_queue.experiment_outcomes()
     known = known_outcomes(name, live)
-    done = {n for n, o in known.items() if o.state != Status.FAILED}
+    done, n_carried = already_run(experiments, known, live)
     pending = {t.name: t for t in tasks if t.status in ("Queued", "Running")}
     todo = [e for e in in_queue_order if e.name not in done and e.name not in pending]
     resumed = [pending[e.name] for e in experiments if e.name in pending]
-    wanted = {e.name for e in experiments}
-    n_carried = len((done - {n for n, o in live.items() if o.state != Status.FAILED}) & wanted)
-    print(f"sweep {name}: {len(experiments)} experiments; "
-          f"{len(done & wanted)} already succeeded on this commit"
-          f"{f' or carried over from the committed study ({n_carried})' if n_carried else ''}, "
+    print(f"sweep {name}: {len(experiments)} experiments; {describe_run(done, n_carried)}, "
           f"{len(resumed)} still queued, {len(todo)} to queue")
     with store.store_lock():  # two sweeps starting at once must not both create the store
         store.init_store()  # before any worker starts: a fresh SQLite store is created once
@@ -106,9 +117,13 @@ def run(name: str, seeds: int, jobs: int, extra: dict, dry_run: bool = False,
     experiment succeeded, 1 otherwise."""
     base = sweep_spec.load_sweeps([name])[0]
     sweep, experiments, in_queue_order = plan(name, seeds, jobs, extra)
-    if dry_run:
-        print_dry_run(in_queue_order, f"{len(sweep.configs)} configurations x {seeds} seeds")
-        wall = estimated_wall(experiments, base, jobs, {})
+    if dry_run:  # what a real run would queue: not what already ran here or is carried over
+        live = dvc_queue.experiment_outcomes()
+        done, n_carried = already_run(experiments, known_outcomes(name, live), live)
+        todo = [e for e in in_queue_order if e.name not in done]
+        print_dry_run(todo, f"of {len(experiments)}: {len(sweep.configs)} configurations x "
+                            f"{seeds} seeds; {describe_run(done, n_carried)}")
+        wall = estimated_wall(todo, base, jobs, {})
         print(f"estimated wall time on {jobs} worker(s): {estimate.describe(wall)} "
               f"(src/experiments/estimate.py: each configuration timed here on a few steps)")
         return 0
