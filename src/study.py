@@ -15,6 +15,8 @@ Writes reports/study/<sweep>/ (each file atomically; files of an earlier study a
                           ran from (``baseline``);
          report.md        the table, findings in words, ANOVA, figures, failures;
          *.png            figures chosen from the sweep's design (src/studies/sweep_figures.py);
+         design.json      an adaptive study's design (first and most seeds, margin, alpha), so
+                          that a clone that did not run the sweep decides the same way;
        for a search (searches.yaml) instead: trials.csv, report.md (trials ranked, parameter
        importance, what pruning saved, a sweep to confirm the best over seeds) and its figures
        (src/studies/search_report.py);
@@ -94,16 +96,37 @@ def study_search(search: search_spec.Search, shown: list) -> None:
     print(f"study {search.name}: {len(frame)} trials -> {folder}/: {', '.join(sorted(files))}")
 
 
-def design_record(name: str) -> dict | None:
-    """The design `sweep run --until-decided` recorded in this clone, if any."""
-    path = paths.SWEEP_RECORDS / f"{name}.design.json"
+def read_design(path: Path) -> dict | None:
+    """A recorded design ({seeds, max_seeds, margin, alpha}), or None if ``path`` does not exist."""
     try:
-        return json.loads(path.read_text())
+        design = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
         raise TunelabError(f"{path} is unreadable ({error}): remove it, or pass --seeds and "
                            "--max-seeds") from None
+    if not isinstance(design, dict) or not {"seeds", "max_seeds"} <= design.keys():
+        raise TunelabError(f"{path} names no `seeds` and `max_seeds`: remove it, or pass --seeds "
+                           "and --max-seeds")
+    return design
+
+
+def design_record(name: str) -> dict | None:
+    """The design `sweep run --until-decided` recorded in this clone, if any."""
+    return read_design(paths.SWEEP_RECORDS / f"{name}.design.json")
+
+
+def committed_design(name: str, frame: pd.DataFrame) -> dict | None:
+    """The design of the committed study of ``name`` (reports/study/<name>/design.json), if it
+    has one and ``frame`` includes some of its experiments (the same experiment commits): a clone
+    that did not run the sweep then decides them at the looks they were run with."""
+    folder = paths.STUDY_REPORTS / name
+    design = read_design(folder / sweep_study.DESIGN_FILE)
+    table = folder / "experiments.csv"
+    if design is None or not table.is_file():
+        return None
+    revs = set(pd.read_csv(table, usecols=["rev"])["rev"].dropna())
+    return design if revs & set(frame["rev"].dropna()) else None
 
 
 def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commits: bool,
@@ -120,7 +143,7 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
     folder = paths.STUDY_REPORTS / sweep.name
     kinds = {kind for _, kind in sweep_figures.plan(sweep, sweep_figures.grid_factors(sweep))}
     plan = sweep_study.study_plan(sweep, frame, args.seeds, args.max_seeds, args.margin,
-                                  design_record(sweep.name))
+                                  design_record(sweep.name), committed_design(sweep.name, frame))
     files = sweep_study.build_study(
         sweep, frame, sweep_study.read_histories(frame) if "curves" in kinds else None, plan)
     outputs.write_outputs(folder, files)

@@ -321,6 +321,50 @@ def test_report_reads_in_plain_words():
     assert "| **dropout=0.3** | 3 | 0.8500 ± 0.0100 |" in report
 
 
+def test_the_design_comes_from_flags_then_this_clone_then_the_committed_study():
+    frame = experiments([(c, s, 0.85) for c in ("dropout=0.3", "dropout=0.5") for s in range(3)]
+                        + [("dropout=0.3", 3, 0.86), ("dropout=0.5", 3, 0.85)])
+    record = {"seeds": 3, "max_seeds": 8, "margin": 0.01, "alpha": 0.05}
+    committed = {"seeds": 3, "max_seeds": 10, "margin": 0.004, "alpha": 0.05}
+
+    def plan(**kw):
+        got = sweep_study.study_plan(DROPOUT, frame, **kw)
+        return got.design.first_seeds, got.design.max_seeds, got.margin, got.adaptive, got.source
+
+    assert plan(seeds=2, max_seeds=5, record=record, committed=committed)[:4] == (2, 5, 0.01, True)
+    assert plan(record=record, committed=committed)[:4] == (3, 8, 0.01, True)
+    by_commit = plan(committed=committed)
+    assert by_commit[:4] == (3, 10, 0.004, True)
+    assert by_commit[4].endswith("(reports/study/dropout/design.json)")
+    # 4 seeds everywhere and nothing recorded: one look at alpha, though 4 > the first 3 seeds
+    assert plan()[:4] == (2, 2, 0.005, False)
+    # the study writes the design beside its report when it is adaptive, and only then
+    adaptive = sweep_study.build_study(DROPOUT, frame, plan=sweep_study.study_plan(
+        DROPOUT, frame, committed=committed))
+    assert json.loads(adaptive[sweep_study.DESIGN_FILE]) == committed
+    assert sweep_study.DESIGN_FILE not in sweep_study.build_study(DROPOUT, frame)
+
+
+def test_a_committed_design_applies_to_the_experiments_it_was_committed_with(tmp_path, monkeypatch):
+    monkeypatch.setattr(study.paths, "STUDY_REPORTS", tmp_path)
+    frame = experiments([(c, s, 0.85) for c in ("dropout=0.3", "dropout=0.5") for s in range(3)])
+    folder = tmp_path / "dropout"
+    folder.mkdir()
+    assert study.committed_design("dropout", frame) is None  # no committed study
+    design = {"seeds": 3, "max_seeds": 10, "margin": 0.005, "alpha": 0.05}
+    (folder / "design.json").write_text(json.dumps(design))
+    frame.drop(columns="others").to_csv(folder / "experiments.csv", index=False)
+    assert study.committed_design("dropout", frame) == design
+    rerun = frame.assign(rev=[f"new{i}" for i in range(len(frame))])  # e.g. after a code change
+    assert study.committed_design("dropout", rerun) is None
+    (folder / "design.json").write_text('{"seeds": 3}')
+    with pytest.raises(TunelabError, match=r"design.json names no `seeds` and `max_seeds`"):
+        study.committed_design("dropout", frame)
+    (folder / "design.json").write_text("{")
+    with pytest.raises(TunelabError, match=r"design.json is unreadable .*pass --seeds"):
+        study.committed_design("dropout", frame)
+
+
 def test_write_outputs_replaces_the_folder_content(tmp_path):
     (tmp_path / "stale.png").write_text("old")
     outputs.write_outputs(tmp_path, {"report.md": "# new\n", "summary.csv": pd.DataFrame({"a": [1]})})

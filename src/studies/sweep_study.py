@@ -30,6 +30,7 @@ METRICS = {  # experiment column -> path in metrics.json
     "params": ("model", "params"), "seconds_per_epoch": ("time", "seconds_per_epoch"),
     "train_val_gap": ("cv", "train_val_gap"), "fold_epochs": ("time", "epochs"),
     "train_seconds": ("time", "train_seconds")}
+DESIGN_FILE = "design.json"  # an adaptive study's design, beside its report (study_plan)
 COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_holm",
               "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
               "tost_high", "seeds_used", "seeds_needed", "needed_for", "mdd", "look", "alpha_diff"]
@@ -123,12 +124,15 @@ def seed_sets(frame: pd.DataFrame) -> dict[str, frozenset[int]]:
 
 def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None = None,
                max_seeds: int | None = None, margin: float | None = None,
-               record: dict | None = None) -> Plan:
+               record: dict | None = None, committed: dict | None = None) -> Plan:
     """The design the verdicts use: ``seeds``/``max_seeds`` (the study's flags) if given, else the
-    design this clone's `sweep run --until-decided` recorded (``record``), else, when every
-    configuration has the same seeds, a fixed design (one look at alpha), else the sweep's own
-    (sweeps.yaml). The margin: ``margin``, else the record's, else the sweep's."""
-    margin = margin if margin is not None else (record or {}).get("margin", sweep.design.margin)
+    design this clone's `sweep run --until-decided` recorded (``record``), else the design of the
+    committed study whose experiments these include (``committed``: its DESIGN_FILE), else, when
+    every configuration has the same seeds, a fixed design (one look at alpha), else the sweep's
+    own (sweeps.yaml). The margin: ``margin``, else the record's or committed design's, else the
+    sweep's."""
+    known = record or committed or {}
+    margin = margin if margin is not None else known.get("margin", sweep.design.margin)
     if seeds is not None or max_seeds is not None:
         first = seeds if seeds is not None else sweep.design.seeds
         last = max_seeds if max_seeds is not None else sweep.design.max_seeds
@@ -137,6 +141,10 @@ def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None =
         return Plan(_design(record["seeds"], record["max_seeds"]), margin,
                     "the design `sweep run --until-decided` recorded in this clone "
                     f"(.tunelab/sweeps/{sweep.name}.design.json)", True)
+    if committed:
+        return Plan(_design(committed["seeds"], committed["max_seeds"]), margin,
+                    "the design of the committed study whose experiments these include "
+                    f"({paths.STUDY_REPORTS}/{sweep.name}/{DESIGN_FILE})", True)
     sets = set(seed_sets(frame).values())
     if len(sets) <= 1:
         n = len(next(iter(sets))) if sets else 0
@@ -144,6 +152,14 @@ def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None =
                     "look", False)
     return Plan(_design(sweep.design.seeds, sweep.design.max_seeds), margin,
                 f"sweeps.yaml's design of {sweep.name}", True)
+
+
+def design_json(plan: Plan) -> str:
+    """An adaptive plan's design as the study writes it beside its report (DESIGN_FILE), in the
+    format of the clone's record (src/experiments/adaptive.py), so that a clone that did not run
+    the sweep decides the committed experiments at the same looks."""
+    return json.dumps({"seeds": plan.design.first_seeds, "max_seeds": plan.design.max_seeds,
+                       "margin": plan.margin, "alpha": plan.design.alpha}, indent=2) + "\n"
 
 
 def _design(first: int, last: int) -> decide.Design:
@@ -357,8 +373,9 @@ def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
     anova, note = anova_table(frame, grid)
     curves = sweep_figures.seed_curves(histories) if histories else None
     built = sweep_figures.build_all(sweep, summary, grid, curves)
+    design = {DESIGN_FILE: design_json(plan)} if plan.adaptive else {}
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns="others"),
             "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
-                                       compute(frame, summary, plan)), **built}
+                                       compute(frame, summary, plan)), **design, **built}
 
 
