@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
 
@@ -207,6 +208,22 @@ def test_pareto_has_two_panels_and_marks_the_front():
     assert front.get_xdata().tolist() == [1e3, 1e4, 1e6]  # c is dearer and worse than b
     front = [ln for ln in right.lines if ln.get_gid() == "pareto-front"][0]
     assert front.get_xdata().tolist() == [1.0, 3.0]  # b cheapest, d best
+
+
+def test_the_forest_plots_legend_hides_no_interval():
+    summary = pd.DataFrame({  # the bottom row's interval runs across the lower left corner
+        "config": ["a", "b", "c"], "diff": [np.nan, 0.001, -0.013],
+        "diff_ci_low": [np.nan, -0.007, -0.023], "diff_ci_high": [np.nan, 0.007, -0.002],
+        "decision": ["baseline", "undecided", "worse"],
+        "verdict": ["baseline", "undecided (needs ≈ 24 seeds)", "worse"], "margin": 0.005})
+    fig = sf.forest(summary, "a", 0.005)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    legends = fig.legends + [fig.axes[0].get_legend()]
+    boxes = [legend.get_window_extent(renderer) for legend in legends if legend is not None]
+    assert len(boxes) == 1
+    for line in fig.axes[0].lines:
+        assert not boxes[0].overlaps(line.get_window_extent(renderer)), line.get_xdata()
 
 
 def test_forest_plot_shows_each_difference_its_interval_the_margin_band_and_the_verdict():

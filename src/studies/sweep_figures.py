@@ -358,7 +358,8 @@ def forest(summary: pd.DataFrame, baseline: str, margin: float) -> Figure:
     ax.set_xlabel(f"CV accuracy difference from the baseline {baseline} (points; interval at the "
                   "study's corrected level)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    # outside the axes: inside, it hid the interval of whichever row ran under it
+    fig.legend(loc="outside lower right", fontsize=8, frameon=False)
     ax.set_title(f"Decisions against {baseline}", fontsize=10)
     return fig
 
