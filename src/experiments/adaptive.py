@@ -84,11 +84,15 @@ def replay(values: dict[str, dict[int, float]], baseline: str, configs: list[str
     return State(final, len(taken), {})
 
 
+def design_fields(design: decide.Design, margin: float) -> dict:
+    """A design as it is recorded: here by the clone, beside a committed study by the study."""
+    return {"seeds": design.first_seeds, "max_seeds": design.max_seeds, "margin": margin,
+            "alpha": design.alpha}
+
+
 def record_design(name: str, design: decide.Design, margin: float) -> None:
     """The design this clone ran, for `python -m src.study NAME` (.tunelab/sweeps/<name>.design.json)."""
-    atomic.write_json(paths.SWEEP_RECORDS / f"{name}.design.json",
-                      {"seeds": design.first_seeds, "max_seeds": design.max_seeds,
-                       "margin": margin, "alpha": design.alpha})
+    atomic.write_json(paths.SWEEP_RECORDS / f"{name}.design.json", design_fields(design, margin))
 
 
 def round_experiments(sweep: sweep_spec.Sweep, base: dict, extra: dict,

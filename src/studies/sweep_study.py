@@ -158,8 +158,7 @@ def design_json(plan: Plan) -> str:
     """An adaptive plan's design as the study writes it beside its report (DESIGN_FILE), in the
     format of the clone's record (src/experiments/adaptive.py), so that a clone that did not run
     the sweep decides the committed experiments at the same looks."""
-    return json.dumps({"seeds": plan.design.first_seeds, "max_seeds": plan.design.max_seeds,
-                       "margin": plan.margin, "alpha": plan.design.alpha}, indent=2) + "\n"
+    return json.dumps(adaptive.design_fields(plan.design, plan.margin), indent=2) + "\n"
 
 
 def _design(first: int, last: int) -> decide.Design:
