@@ -76,8 +76,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
 
 
-def sh(*args: str, cwd: Path, env: dict, ok: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+SH_TIMEOUT_S = 1800  # no single command of the suite takes near this; past it, it hangs
+
+
+def sh(*args: str, cwd: Path, env: dict, ok: bool = True,
+       timeout: float = SH_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run a command, capturing its output; a failure (unless ``ok`` is False) or a command still
+    running after ``timeout`` seconds fails the test with the command's output."""
+    try:
+        done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(args)} still running after {timeout:.0f} s:\n"
+                    f"{exc.stdout or ''}\n{exc.stderr or ''}")
     if ok:
         assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done

@@ -2,8 +2,12 @@
 
 import hashlib
 import itertools
+import json
 import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 import yaml
 
@@ -210,6 +214,32 @@ def test_start_workers_starts_only_the_missing_ones(monkeypatch):
     monkeypatch.setattr(dvc_queue, "spawn_worker", spawned.append)
     assert dvc_queue.start_workers(3) == [2]
     assert spawned == [2]
+
+
+def test_a_spawned_worker_does_not_hold_the_callers_output_open(tmp_path):
+    """`sweep run | tee log` and `subprocess.run(capture_output=True)` read the runner's output to
+    its end; a worker it started (here a 120 s sleep) must not keep that pipe open. With
+    dvc-task's `ManagedProcess.spawn`, whose fork keeps the caller's stdout, this run timed out."""
+    spawner = ("import sys\n"
+               "from src.experiments import dvc_queue\n"
+               "cmd = [sys.executable, '-c', 'import time; time.sleep(120)']\n"
+               f"dvc_queue.spawn_detached(cmd, env=dvc_queue.tool_env(), wdir={str(tmp_path)!r}, "
+               "name='w')\n"
+               "print('spawned')\n")
+    done = subprocess.run([sys.executable, "-c", spawner], cwd=REPO, capture_output=True,
+                          text=True, timeout=30)
+    assert done.stdout == "spawned\n", done.stderr
+    info = tmp_path / "w.json"
+    for _ in range(100):  # the waiter writes the worker's pid once it has started it
+        if info.exists():
+            break
+        time.sleep(0.1)
+    pid = json.loads(info.read_text())["pid"]
+    try:
+        assert psutil.Process(pid).is_running()  # still alive after the caller saw its output end
+        assert (tmp_path / "w.out").exists()
+    finally:
+        psutil.Process(pid).kill()
 
 
 def test_finished_tasks_holding_a_name_to_queue_are_removed_in_one_call(monkeypatch):

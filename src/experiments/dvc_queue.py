@@ -135,11 +135,27 @@ def live_workers() -> set[int]:
 def spawn_worker(num: int) -> None:
     """Start queue worker <num> as `dvc queue start` does (same node name, same log files; worker
     1 cleans up the queue when it exits), detached, in :func:`tool_env`."""
-    from dvc_task.proc.process import ManagedProcess
     node = f"{worker_node_prefix()}{num}@localhost"
     cmd = ["dvc", "exp", "queue-worker", node] + (["--clean"] if num == 1 else [])
     os.makedirs(CELERY_DIR, exist_ok=True)
-    ManagedProcess.spawn(cmd, env=tool_env(), wdir=CELERY_DIR, name=f"dvc-exp-worker-{num}")
+    spawn_detached(cmd, env=tool_env(), wdir=CELERY_DIR, name=f"dvc-exp-worker-{num}")
+
+
+def spawn_detached(cmd: list[str], env: dict, wdir: str, name: str) -> None:
+    """Run ``cmd`` in the background under dvc-task's `ManagedProcess` (output to <wdir>/<name>.out,
+    pid and exit code in <name>.json, as `dvc queue start` does), in a new session whose standard
+    streams are /dev/null. `ManagedProcess.spawn` forks this process to wait on the command, and
+    that fork kept our stdout and stderr open for the worker's whole life: a caller that reads
+    `sweep run`'s output to its end (a pipe to `tee`, `subprocess.run(capture_output=True)`) hung
+    until the worker exited, which an idle worker may not do for minutes."""
+    waiter = ("import json, os, sys\n"
+              "from dvc_task.proc.process import ManagedProcess\n"
+              "cmd, wdir, name = json.loads(sys.argv[1])\n"
+              "with ManagedProcess(cmd, env=dict(os.environ), wdir=wdir, name=name):\n"
+              "    pass\n")
+    subprocess.Popen([sys.executable, "-c", waiter, json.dumps([cmd, wdir, name])], env=env,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def start_workers(jobs: int) -> list[int]:
