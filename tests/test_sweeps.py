@@ -238,6 +238,9 @@ def test_a_spawned_worker_does_not_hold_the_callers_output_open(tmp_path):
     try:
         assert psutil.Process(pid).is_running()  # still alive after the caller saw its output end
         assert (tmp_path / "w.out").exists()
+        # only the worker itself looks like it in the process table (live_workers reads it)
+        assert sum("time.sleep(120)" in line for line in dvc_queue.process_cmdlines()) == 1
+        assert "TUNELAB_DETACHED" not in psutil.Process(pid).environ()
     finally:
         psutil.Process(pid).kill()
 

@@ -148,12 +148,15 @@ def spawn_detached(cmd: list[str], env: dict, wdir: str, name: str) -> None:
     that fork kept our stdout and stderr open for the worker's whole life: a caller that reads
     `sweep run`'s output to its end (a pipe to `tee`, `subprocess.run(capture_output=True)`) hung
     until the worker exited, which an idle worker may not do for minutes."""
-    waiter = ("import json, os, sys\n"
+    # The command travels in the environment, not in argv: the waiter's command line must not
+    # look like a worker's to live_workers() and queue_processes(), which read the process table.
+    waiter = ("import json, os\n"
               "from dvc_task.proc.process import ManagedProcess\n"
-              "cmd, wdir, name = json.loads(sys.argv[1])\n"
+              "cmd, wdir, name = json.loads(os.environ.pop('TUNELAB_DETACHED'))\n"
               "with ManagedProcess(cmd, env=dict(os.environ), wdir=wdir, name=name):\n"
               "    pass\n")
-    subprocess.Popen([sys.executable, "-c", waiter, json.dumps([cmd, wdir, name])], env=env,
+    subprocess.Popen([sys.executable, "-c", waiter],
+                     env=env | {"TUNELAB_DETACHED": json.dumps([cmd, wdir, name])},
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
