@@ -230,7 +230,7 @@ def test_a_spawned_worker_does_not_hold_the_callers_output_open(tmp_path):
                           text=True, timeout=30)
     assert done.stdout == "spawned\n", done.stderr
     info = tmp_path / "w.json"
-    for _ in range(100):  # the waiter writes the worker's pid once it has started it
+    for _ in range(300):  # the waiter writes the worker's pid once it has started it (<= 30 s)
         if info.exists():
             break
         time.sleep(0.1)
