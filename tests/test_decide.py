@@ -315,6 +315,22 @@ def test_seeds_needed_is_the_smaller_of_difference_and_equivalence_at_the_compar
     assert d.needed_for == "difference"  # 0.006 is beyond the margin: equivalence is not possible
 
 
+def test_equal_accuracies_with_float32_noise_are_ties_not_a_decision():
+    # Claim 23's first two replicates (2026-12-07): random search - grid was -0.25 points at both
+    # seeds, from accuracies averaged over folds in float32 (reports/study/claims_*/): the float64
+    # differences differ by ~1e-8, which gave an sd of ~1e-8 and a "worse" with the interval
+    # [-0.25, -0.25].
+    diffs = [0.8180000066757203 - 0.8204999923706054, 0.8159999966621398 - 0.8184999942779541]
+    assert 0 < abs(diffs[0] - diffs[1]) < 1e-7
+    got = decide_family({"x": diffs}, MARGIN, DESIGN, 1)["x"]
+    assert got.verdict == "not tested" and got.sd == 0.0
+    flat = [0.8185, 0.8185 + 1e-7, 0.8184999942779541]
+    assert welch_t(flat, [0.80, 0.81, 0.82]).sd == pytest.approx(0.01)  # b's variance only
+    assert welch_t(flat, flat).se == 0.0
+    # a real spread of a few validation images is still a spread
+    assert paired_t([-0.0025, -0.0025, -0.0030]).sd > 0.0
+
+
 def test_not_tested_and_json():
     got = decide_family({"one": [0.01], "flat": [0.01, 0.01, 0.01], "none": []}, MARGIN, DESIGN, 1)
     assert [d.verdict for d in got.values()] == ["not tested"] * 3

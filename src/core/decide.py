@@ -14,7 +14,7 @@ A comparison of a configuration with the baseline ends in one of four verdicts:
   all looks of a design have the same level, so that is the last look's). It is the n of a test
   at that level; a rerun with a larger max_seeds has more looks and a smaller look_alpha, so it
   needs a little more. `mdd` is the minimum detectable difference at the current n, same level.
-- "not tested": fewer than 2 pairs, or paired differences that are all identical (t = 0/0).
+- "not tested": fewer than 2 pairs, or paired differences that are all equal, within TIE (t = 0/0).
 
 Sequential design (`Design`): every configuration gets `first_seeds` seeds, then in rounds the
 baseline and every configuration still open get the next seed, until each comparison is decided or
@@ -73,6 +73,10 @@ VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
 DECIDED = frozenset({"better", "worse", "equivalent"})
 POWER = 0.8  # the power `seeds_needed` and `mdd` are computed for
 SEEDS_CAP = 1_000_000  # a larger sample size is reported as not estimable (None)
+# Values closer than this are equal. Accuracies arrive as float32 (torch) averaged over folds, so
+# two equal accuracies may differ by ~1e-7; an accuracy's resolution is 1 / (validation images),
+# far above this. Without it, two equal paired differences had an sd of ~1e-8 and a "decisive" t.
+TIE = 1e-6
 
 
 # --- the design ------------------------------------------------------------------------------
@@ -203,8 +207,8 @@ def paired_t(diffs) -> TStat:
     mean = math.fsum(d) / n
     if n == 1:
         return TStat(mean, math.nan, math.nan, 1, math.nan)
-    # Exactly equal differences (discrete accuracies make them possible) are t = 0/0: not tested.
-    sd = 0.0 if all(x == d[0] for x in d) else math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
+    # Equal differences (discrete accuracies make them possible) are t = 0/0: not tested.
+    sd = 0.0 if max(d) - min(d) <= TIE else math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1))
     return TStat(mean, sd / math.sqrt(n), float(n - 1), n, sd)
 
 
@@ -217,8 +221,8 @@ def welch_t(candidate, baseline) -> TStat:
     est = float(c.mean() - b.mean())
     if n == 1:
         return TStat(est, math.nan, math.nan, 1, math.nan)
-    vc = 0.0 if bool(np.all(c == c[0])) else float(c.var(ddof=1))
-    vb = 0.0 if bool(np.all(b == b[0])) else float(b.var(ddof=1))
+    vc = 0.0 if float(np.ptp(c)) <= TIE else float(c.var(ddof=1))
+    vb = 0.0 if float(np.ptp(b)) <= TIE else float(b.var(ddof=1))
     qc, qb = vc / c.size, vb / b.size
     if qc + qb == 0.0:
         return TStat(est, 0.0, math.nan, n, 0.0)
