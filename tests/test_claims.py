@@ -369,6 +369,17 @@ def test_bad_claims_are_refused_naming_the_claim_and_key(data, message):
         load(data)
 
 
+def test_a_claim_across_studies_has_the_replicates_of_the_smallest():
+    # claim 10: search set rs (SEEDS replicates) against the grid sweep grid9; a grid of up to 10
+    # seeds must not give the claim 10 - 3 + 1 looks, each at a smaller alpha, that cannot happen
+    sweeps = SWEEPS | {"grid9": SWEEPS["grid9"] | {"max_seeds": 10}}
+    parsed = {n: sweep_spec.parse_sweep(n, s, BASE) for n, s in sweeps.items()}
+    searches = {s.name: s for k in range(SEEDS) for s in [replicate("rs", k)]}
+    claims = claim_spec.parse(copy.deepcopy(CLAIMS), parsed, searches, BASE)
+    assert claims.designs["grid9"] == claim_spec.Design(3, 10)
+    assert next(c for c in claims.claims if c.id == 10).design == claim_spec.Design(3, SEEDS)
+
+
 def test_replicate_searches_must_carry_their_seed_and_be_enough():
     wrong = {s.name: s for k in range(SEEDS) for s in [replicate("rs", k)]}
     wrong["rs_r2"] = search_spec.parse_search("rs_r2", {"space": SPACE, "sampler": "random",

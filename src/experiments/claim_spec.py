@@ -118,7 +118,7 @@ class Claim:
     parts: tuple[Part, ...]
     alpha: float
     margin: float
-    design: Design         # over every study it reads (the most looks)
+    design: Design         # over every study it reads (replicates: as many as the smallest has)
     studies: tuple[str, ...]  # every sweep / search set it reads, the claim's own first
     fidelity: str = ""     # a declared change of fidelity and why
     note: str = ""         # how the claim is read, where that is a choice
@@ -398,7 +398,10 @@ def parse_claim(spec, ctx: _Context, defaults: dict, sources: dict, designs: dic
                  f"{where}: search set {name} has {len(sets or ())} replicate searches in "
                  f"{paths.SEARCHES}, fewer than its max_seeds {design.max_seeds}")
     chosen = [designs[s] for s in studies]
-    design = Design(min(d.first_seeds for d in chosen), max(d.max_seeds for d in chosen))
+    # A contrast across studies pairs them by replicate: it has at most as many replicates, so
+    # looks, as the study with the fewest (a grid sweep of max 10 seeds against a search set of
+    # 6 replicates gets 6, not a design of 10 that spends alpha on looks that never come).
+    design = Design(min(d.first_seeds for d in chosen), min(d.max_seeds for d in chosen))
     diverged = spec.get("diverged")
     _require(diverged in (None, "chance"), f"{where}: diverged = {diverged!r}; allowed: chance")
     configs = [c for c in sweep.configs if sweep.label(c) in
