@@ -6,7 +6,9 @@ Reads  `dvc exp show --json` (the current commit's experiments; every commit's w
        reports/evaluate/metrics.json; `git show <exp rev>:reports/train/history.csv` for learning
        curves; sweeps.yaml, searches.yaml and params.yaml (the configurations and the baseline);
        the committed reports/study/<sweep>/experiments.csv, whose experiments of an earlier commit
-       with the same sources and params count as run (src/experiments/carried.py).
+       with the same code count as run (src/experiments/carried.py). Only the experiments whose
+       params are those asked (params.yaml with each configuration, seed and --set) make the study
+       (src/core/identity.py); the others are counted and left out.
 Writes reports/study/<sweep>/ (each file atomically; files of an earlier study are replaced):
          summary.csv      one row per configuration: n, mean / std / 95% CI of the CV validation
                           accuracy, test accuracy, cost, and the Holm-adjusted comparison with the
@@ -130,7 +132,7 @@ def committed_design(name: str, frame: pd.DataFrame) -> dict | None:
 
 
 def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commits: bool,
-                args) -> bool:
+                args, extra: dict) -> bool:
     """A sweep's study written to reports/study/<sweep>/; False if it had nothing to study and
     ``quiet_if_empty`` (--all) let it be skipped."""
     try:
@@ -145,7 +147,8 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
     plan = sweep_study.study_plan(sweep, frame, args.seeds, args.max_seeds, args.margin,
                                   design_record(sweep.name), committed_design(sweep.name, frame))
     files = sweep_study.build_study(
-        sweep, frame, sweep_study.read_histories(frame) if "curves" in kinds else None, plan)
+        sweep, frame, sweep_study.read_histories(frame) if "curves" in kinds else None, plan,
+        extra)
     outputs.write_outputs(folder, files)
     outputs.log_to_mlflow(sweep.name, folder,
                           *sweep_study.sweep_run_record(sweep, files["summary.csv"], len(frame)))
@@ -212,6 +215,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the adaptive design's first seeds, as `sweep run --until-decided` ran it")
     p.add_argument("--max-seeds", type=int, default=None,
                    help="the adaptive design's most seeds, as `sweep run --until-decided` ran it")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="the study of the experiments that ran with this override, as `sweep run "
+                        "--set` ran them (repeatable); without it, those of params.yaml as it is")
     p.add_argument("--pull", action="store_true",
                    help="first fetch every host's experiments of this commit from the git remote "
                         f"(`dvc exp pull`; implied by ${rdb.ENV}): the study of a shared sweep")
@@ -239,6 +245,10 @@ def main() -> None:
         raise TunelabError(f"unknown sweep or search {args.name!r}; sweeps in sweeps.yaml: "
                            f"{', '.join(sweep_names)}; searches in searches.yaml: "
                            f"{', '.join(search_names) or 'none'}")
+    extra = dict(sweep_spec.parse_set(item) for item in args.set or [])
+    if extra and (args.all or is_search):
+        raise TunelabError("--set selects one sweep's experiments: name a sweep, e.g. "
+                           "`python -m src.study dropout --set train.epochs=2`")
     search = search_spec.load_search(args.name) if is_search else None
     all_sweeps = {} if is_search else sweeps_to_study(sweep_names if args.all else [args.name])
     if args.pull or os.environ.get(rdb.ENV):  # a shared study: every host pushed its experiments
@@ -247,12 +257,19 @@ def main() -> None:
     if search:
         return study_search(search, shown)
     written = 0
+    base = params.read_yaml(paths.PARAMS)
     for sweep in all_sweeps.values():
-        frame = sweep_study.with_carried(
-            sweep_study.with_hosts(sweep_study.experiments_frame(shown, sweep)), sweep)
+        frame, others = sweep_study.select(sweep_study.with_carried(
+            sweep_study.with_hosts(sweep_study.experiments_frame(shown, sweep)), sweep), sweep,
+            base, extra)
+        if len(others):
+            print(f"study {sweep.name}: {len(others)} experiment(s) of other params left out "
+                  f"(another --set, another params.yaml or a configuration sweeps.yaml no longer "
+                  f"has; e.g. {others['name'].iloc[0]}); `--set KEY=VALUE` studies those of an "
+                  "override", file=sys.stderr)
         if args.all and frame.empty:
             continue
-        written += study_sweep(sweep, frame, args.all, args.all_commits, args)
+        written += study_sweep(sweep, frame, args.all, args.all_commits, args, extra)
     if not written:
         where = "in any commit" if args.all_commits else "on the current commit"
         raise TunelabError(f"no sweep has completed experiments {where}: run one first, e.g. "

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from src.core import decide, params
+from src.core import decide, identity, params
 from src.experiments import adaptive, dvc_queue, sweep_runner, sweep_spec
 from src.experiments.exp_show import Outcome
 from tests.conftest import REPO
@@ -27,9 +27,20 @@ def truth(config: str, seed: int) -> float:
     return 0.88 + noise + {BASELINE: 0.0, FAR: -0.03, NEAR: 0.0}[config]
 
 
-def outcomes(pairs) -> dict[str, Outcome]:
-    return {f"s--{c}--s{seed}": Outcome(f"s--{c}--s{seed}", "completed", truth(c, seed))
-            for c, seed in pairs}
+def identity_of(config: str, seed: int, base: dict = BASE, extra: dict | None = None) -> str:
+    """The identity of SWEEP's configuration ``config`` at ``seed`` on ``base`` with ``extra``."""
+    spec = {SWEEP.label(c): c for c in SWEEP.configs}[config]
+    return identity.of(sweep_spec.apply(base, spec | (extra or {}) | {"train.seed": seed}))
+
+
+def outcomes(pairs, extra: dict | None = None) -> dict[str, Outcome]:
+    """Completed experiments of SWEEP (config, seed) on params.yaml with ``extra``, by name."""
+    found = {}
+    for c, seed in pairs:
+        ident = identity_of(c, seed, extra=extra)
+        name = f"s--{c}--s{seed}" + (f"--v{ident[:8]}" if extra else "")
+        found[name] = Outcome(name, "completed", truth(c, seed), identity=ident)
+    return found
 
 
 def test_replay_asks_for_the_first_seeds_of_everyone_first():

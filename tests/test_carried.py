@@ -17,8 +17,8 @@ from src.experiments import adaptive, carried, dvc_queue, sweep_runner, sweep_sp
 from src.experiments.exp_show import Outcome
 from src.studies import sweep_study
 from src.tracking import store
-from tests.conftest import TINY, make_project, sh
-from tests.test_adaptive import BASE, BASELINE, FAR, NEAR, SWEEP, outcomes, truth
+from tests.conftest import REPO, TINY, make_project, sh
+from tests.test_adaptive import BASE, BASELINE, FAR, NEAR, SWEEP, identity_of, outcomes, truth
 
 PIPELINE = """
 stages:
@@ -38,7 +38,7 @@ other:
   baseline: {train.lr: 0.001}
 """
 FILES = {"dvc.yaml": PIPELINE, "sweeps.yaml": SWEEPS, "requirements.txt": "torch==2.13.0\n",
-         "params.yaml": "# defaults\ntrain: {dropout: 0.3, lr: 0.001}\n",
+         "params.yaml": "# defaults\n" + (REPO / "params.yaml").read_text(),
          **{f"src/{m}.py": f"# {m}\n" for m in ("prepare", "core", "train", "evaluate", "plot")}}
 
 
@@ -66,50 +66,52 @@ def edit(name: str, old: str, new: str) -> None:
 
 
 def test_the_commit_and_an_unchanged_working_tree_agree(repo):
-    here = carried.fingerprint(carried.read_workspace, "s")
-    assert here is not None and carried.fingerprint(carried.read_commit(repo), "s") == here
-    assert carried.fingerprint(carried.read_commit(repo), "other") != here
-    assert carried.fingerprint(carried.read_commit("0" * 40), "s") is None  # a commit not here
-    assert carried.fingerprint(carried.read_workspace, "nosuch") is None
+    here = carried.fingerprint(carried.read_workspace)
+    assert here is not None and carried.fingerprint(carried.read_commit(repo)) == here
+    assert carried.fingerprint(carried.read_commit("0" * 40)) is None  # a commit not here
 
 
 @pytest.mark.parametrize("name, old, new", [
     ("src/plot.py", "# plot", "# plot, restyled"),           # not a stage that makes metrics
     ("sweeps.yaml", "description: dropout", "description: dense dropout"),
-    ("sweeps.yaml", "baseline: {train.dropout: 0.0}", "baseline: {train.dropout: 0.2}"),
-    ("sweeps.yaml", "[0.001, 0.01]", "[0.001, 0.003]"),     # another sweep
+    # params make the identity of each experiment, not the code's fingerprint: a changed default
+    # or grid changes the experiments asked, which then match no committed row (tests below)
+    ("sweeps.yaml", "[0.0, 0.2, 0.5]", "[0.0, 0.2, 0.6]"),
+    ("params.yaml", "dropout: 0.3", "dropout: 0.4"),
     ("params.yaml", "# defaults", "# the defaults"),         # a comment
     ("README.md", "", ""),
 ])
-def test_what_makes_no_experiment_keeps_the_fingerprint(repo, name, old, new):
+def test_what_is_not_code_keeps_the_fingerprint(repo, name, old, new):
     if Path(name).exists():
         edit(name, old, new)
     else:
         Path(name).write_text("docs\n")
-    assert carried.fingerprint(carried.read_workspace, "s") == \
-        carried.fingerprint(carried.read_commit(repo), "s")
+    assert carried.fingerprint(carried.read_workspace) == \
+        carried.fingerprint(carried.read_commit(repo))
 
 
 @pytest.mark.parametrize("name, old, new", [
     ("src/train.py", "# train", "# train, changed"),
     ("src/core.py", "# core", "# core, changed"),           # a dep of two stages
     ("src/evaluate.py", "# evaluate", "# evaluate, changed"),
-    ("params.yaml", "dropout: 0.3", "dropout: 0.4"),
     ("requirements.txt", "2.13.0", "2.12.0"),
-    ("sweeps.yaml", "[0.0, 0.2, 0.5]", "[0.0, 0.2, 0.6]"),
     ("dvc.yaml", "[src/evaluate.py]", "[src/evaluate.py, src/metrics.py]"),
 ])
 def test_what_makes_the_numbers_changes_the_fingerprint(repo, name, old, new):
     edit(name, old, new)
-    assert carried.fingerprint(carried.read_workspace, "s") != \
-        carried.fingerprint(carried.read_commit(repo), "s")
+    assert carried.fingerprint(carried.read_workspace) != \
+        carried.fingerprint(carried.read_commit(repo))
 
 
-def commit_study(rows: list[tuple[str, int, str, float, str]]) -> None:
-    """reports/study/s/experiments.csv with rows (config, seed, state, cv, baseline commit)."""
+def commit_study(rows: list[tuple[str, int, str, float, str]], extra: dict | None = None,
+                 legacy: bool = False) -> None:
+    """reports/study/s/experiments.csv with rows (config, seed, state, cv, baseline commit) that
+    ran with ``extra`` (``--set``); ``legacy``: without the identity column (a study written
+    before it existed)."""
     folder = paths.STUDY_REPORTS / "s"
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{"name": f"s--{c}--s{seed}", "rev": f"exp{seed}{c}", "baseline": base,
+                   **({} if legacy else {"identity": identity_of(c, seed, extra=extra)}),
                    "timestamp": "2026-12-01T10:00:00", "sweep": "s", "config": c,
                    "name_config": c, "seed": seed, "state": state, "reason": "", "host": "vm",
                    "cv_accuracy": cv, "test_accuracy": 0.8, "params": 1000.0,
@@ -118,24 +120,66 @@ def commit_study(rows: list[tuple[str, int, str, float, str]]) -> None:
                  ).to_csv(folder / "experiments.csv", index=False)
 
 
-def test_only_usable_rows_of_a_same_pipeline_commit_are_carried(repo):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_only_usable_rows_of_a_same_pipeline_commit_are_carried(repo, legacy):
     commit_study([(BASELINE, 0, "completed", 0.88, repo), (BASELINE, 1, "diverged", float("nan"), repo),
                   (NEAR, 0, "failed", float("nan"), repo), (NEAR, 1, "completed", 0.87, repo),
-                  (FAR, 0, "completed", 0.85, "f" * 40), (FAR, 1, "completed", 0.85, "")])
-    rows = carried.carried_rows("s", live={f"s--{NEAR}--s1"})
+                  (FAR, 0, "completed", 0.85, "f" * 40), (FAR, 1, "completed", 0.85, "")],
+                 legacy=legacy)
+    rows = carried.carried_rows("s", live={identity_of(NEAR, 1)})
     assert sorted(r["name"] for r in rows) == [f"s--{BASELINE}--s0", f"s--{BASELINE}--s1"]
+    assert [r["identity"] for r in rows] == [identity_of(BASELINE, 0), identity_of(BASELINE, 1)]
 
-    live = {f"s--{BASELINE}--s0": Outcome(f"s--{BASELINE}--s0", "failed", None),
-            f"s--{NEAR}--s1": Outcome(f"s--{NEAR}--s1", "completed", 0.9)}
+    live = {f"s--{BASELINE}--s0": Outcome(f"s--{BASELINE}--s0", "failed", None,
+                                          identity=identity_of(BASELINE, 0)),
+            f"s--{NEAR}--s1": Outcome(f"s--{NEAR}--s1", "completed", 0.9,
+                                      identity=identity_of(NEAR, 1))}
     merged = carried.outcomes("s", live)
-    assert merged[f"s--{BASELINE}--s0"] == Outcome(f"s--{BASELINE}--s0", "completed", 0.88, 20.0)
-    assert merged[f"s--{BASELINE}--s1"].state == "diverged"  # a result: not to be run again
-    assert merged[f"s--{BASELINE}--s1"].cv_accuracy is None
-    assert merged[f"s--{NEAR}--s1"].cv_accuracy == 0.9      # the current commit's wins
-    assert f"s--{FAR}--s0" not in merged
+    experiments = {e.name: e for e in sweep_spec.expand(SWEEP, 2, BASE)}
+    found = sweep_runner.matched(list(experiments.values()), merged)
+    assert found[f"s--{BASELINE}--s0"] == Outcome(f"s--{BASELINE}--s0", "completed", 0.88, 20.0,
+                                                  identity=identity_of(BASELINE, 0))
+    assert found[f"s--{BASELINE}--s1"].state == "diverged"  # a result: not to be run again
+    assert found[f"s--{BASELINE}--s1"].cv_accuracy is None
+    assert found[f"s--{NEAR}--s1"].cv_accuracy == 0.9      # the current commit's wins
+    assert f"s--{FAR}--s0" not in found
 
     edit("src/train.py", "# train", "# train, changed")
     assert carried.outcomes("s", live) == live
+
+
+def test_rows_count_for_the_experiments_of_their_params_only(repo):
+    """Matching is by identity: committed rows of the plain params do not count for a `--set`
+    sweep, nor for an edited params.yaml; rows that ran with an override count for it."""
+    commit_study([(c, 0, "completed", 0.88, repo) for c in (BASELINE, NEAR, FAR)])
+    plain = sweep_spec.expand(SWEEP, 1, BASE)
+    known = carried.outcomes("s", {})
+    assert sweep_runner.already_run(plain, known, {}) == ({e.name for e in plain}, 3)
+    overridden = sweep_spec.expand(SWEEP, 1, BASE, {"prepare.train_size": 2000})
+    assert sweep_runner.already_run(overridden, known, {}) == (set(), 0)
+    edited = sweep_spec.apply(BASE, {"train.epochs": 2})
+    assert sweep_runner.already_run(sweep_spec.expand(SWEEP, 1, edited, reference=BASE), known,
+                                    {}) == (set(), 0)
+
+    commit_study([(c, 0, "completed", 0.88, repo) for c in (BASELINE, NEAR, FAR)],
+                 extra={"prepare.train_size": 2000})
+    known = carried.outcomes("s", {})
+    assert sweep_runner.already_run(overridden, known, {}) == ({e.name for e in overridden}, 3)
+    assert sweep_runner.already_run(plain, known, {}) == (set(), 0)
+
+
+def test_two_overrides_on_one_commit_are_two_sets_of_experiments():
+    """The current commit's experiments of one `--set` do not count for another."""
+    live = outcomes([(c, 0) for c in (BASELINE, NEAR, FAR)], extra={"train.epochs": 1})
+    one = sweep_spec.expand(SWEEP, 1, BASE, {"train.epochs": 1})
+    two = sweep_spec.expand(SWEEP, 1, BASE, {"train.epochs": 2})
+    assert sweep_runner.already_run(one, live, live) == ({e.name for e in one}, 0)
+    assert sweep_runner.already_run(two, live, live) == (set(), 0)
+    assert not {e.name for e in one} & {e.name for e in two}  # DVC holds both on one commit
+    # and a live experiment named as asked but of other params does not count either
+    renamed = {e.name: Outcome(e.name, "completed", 0.9, identity=o.identity)
+               for e, o in zip(two, live.values())}
+    assert sweep_runner.already_run(two, renamed, renamed) == (set(), 0)
 
 
 def test_a_study_without_the_baseline_column_carries_nothing(repo):
@@ -183,10 +227,20 @@ def test_a_fixed_run_queues_only_what_was_not_carried(repo, monkeypatch, capsys)
 def test_the_study_reports_carried_rows_where_the_commit_has_none(repo):
     commit_study([(BASELINE, 0, "completed", 0.88, repo), (NEAR, 0, "completed", 0.87, repo)])
     live = pd.DataFrame([{"name": f"s--{NEAR}--s0", "rev": "x", "baseline": "f" * 40, "config": NEAR,
-                          "name_config": NEAR,
+                          "name_config": NEAR, "identity": identity_of(NEAR, 0),
                           "seed": 0, "state": "completed", "host": "here", "others": "",
-                          "cv_accuracy": 0.9}]).reindex(columns=sweep_study.COLUMNS)
-    frame = sweep_study.with_carried(live, SWEEP).set_index("name")
+                          "cv_accuracy": 0.9, "timestamp": "2026-12-02T10:00:00"},
+                         {"name": f"s--{FAR}--s0--vabcdef12", "rev": "y", "baseline": "f" * 40,
+                          "config": FAR, "name_config": FAR, "seed": 0, "state": "completed",
+                          "identity": identity_of(FAR, 0, extra={"train.epochs": 1}),
+                          "host": "here", "others": "", "cv_accuracy": 0.5,
+                          "timestamp": "2026-12-02T10:00:00"}]
+                        ).reindex(columns=sweep_study.COLUMNS)
+    frame, others = sweep_study.select(sweep_study.with_carried(live, SWEEP), SWEEP, BASE)
+    assert list(others["name"]) == [f"s--{FAR}--s0--vabcdef12"]  # another --set: not this study
+    _, just_far = sweep_study.select(live, SWEEP, BASE, {"train.epochs": 1})
+    assert list(just_far["name"]) == [f"s--{NEAR}--s0"]
+    frame = frame.set_index("name")
     assert sorted(frame.index) == [f"s--{BASELINE}--s0", f"s--{NEAR}--s0"]
     assert frame.loc[f"s--{NEAR}--s0", "cv_accuracy"] == 0.9  # the commit's own run
     row = frame.loc[f"s--{BASELINE}--s0"]

@@ -11,7 +11,7 @@ import psutil
 import pytest
 import yaml
 
-from src.core import errors, models, naming, params
+from src.core import errors, identity, models, naming, params
 from src.core.errors import ParamError
 from src.experiments import dvc_queue, efficiency, exp_show, sweep_spec
 from tests.conftest import REPO
@@ -51,17 +51,33 @@ def test_grid_is_the_cartesian_product_with_fixed_values():
     assert s.baseline_label == "dropout=0.0,norm=none"
 
 
-def test_seeds_replicate_every_configuration_and_names_identify_them():
+def test_seeds_replicate_every_configuration_and_an_override_makes_other_experiments():
     s = parse({"grid": {"train.dropout": [0.0, 0.3]}, "baseline": {"train.dropout": 0.3}},
               name="dropout")
+    plain = sweep_spec.expand(s, 3, BASE)
+    assert plain[0].name == "dropout--dropout=0.0--s0" and plain[0].variant == ""
     exps = sweep_spec.expand(s, 3, BASE, {"prepare.train_size": 2000})
     assert len(exps) == 6 and len({e.name for e in exps}) == 6
-    assert exps[0].name == "dropout--dropout=0.0--s0"
     assert [e.overrides["train.seed"] for e in exps] == [0, 1, 2, 0, 1, 2]
     assert exps[4].set_args() == ["-S", "train.dropout=0.3", "-S", "prepare.train_size=2000",
                                   "-S", "train.seed=1"]
-    assert naming.parse_name(exps[4].name) == {"sweep": "dropout", "config": "dropout=0.3", "seed": "1"}
+    # an override is another experiment: another identity, and a name DVC can hold beside the
+    # plain one on the same commit
+    assert all(e.identity != p.identity and e.name != p.name for e, p in zip(exps, plain))
+    assert exps[0].name == f"dropout--dropout=0.0--s0--v{exps[0].identity[:8]}"
+    assert naming.parse_name(exps[4].name) == {"sweep": "dropout", "config": "dropout=0.3",
+                                               "seed": "1", "variant": exps[4].identity[:8]}
+    assert naming.parse_name(plain[4].name)["variant"] == ""
     assert naming.parse_name("workspace") is None and naming.parse_name("a--b--x1") is None
+    # two values of one override: two sets of experiments
+    other = sweep_spec.expand(s, 3, BASE, {"prepare.train_size": 3000})
+    assert not {e.name for e in other} & {e.name for e in exps}
+    # an override that restates params.yaml's value changes nothing: the same experiments
+    same = sweep_spec.expand(s, 3, BASE, {"prepare.train_size": BASE["prepare"]["train_size"]})
+    assert [e.name for e in same] == [e.name for e in plain]
+    # an edited params.yaml (the commit's is the reference) makes variants too
+    edited = sweep_spec.apply(BASE, {"train.epochs": 1})
+    assert all(e.variant for e in sweep_spec.expand(s, 3, edited, reference=BASE))
 
 
 def test_values_are_written_for_dvc_exactly():
@@ -145,7 +161,8 @@ def test_parse_exp_show_reads_states_and_metrics():
     ]
     outcomes = exp_show.outcomes(shown)
     # 50 fold-epochs of 8,000 training images (4 of 5 folds of 10,000)
-    assert outcomes["a--x--s0"] == exp_show.Outcome("a--x--s0", "completed", 0.88, 170.5, 400_000)
+    assert outcomes["a--x--s0"] == exp_show.Outcome("a--x--s0", "completed", 0.88, 170.5, 400_000,
+                                                    identity.of(params["params.yaml"]["data"]))
     assert outcomes["a--y--s0"].state == "failed"
     assert outcomes["a--y--s0"].train_seconds is None
 

@@ -1,7 +1,13 @@
 """Experiment names: how a sweep's or a search's DVC experiment is named, and read back.
 
     <sweep>--<config>--s<seed>      a sweep's experiment, e.g. interactions--dropout=0.3,norm=batch--s2
+    <sweep>--<config>--s<seed>--v<tag>  the same with other params than the commit's params.yaml
+                                    (``--set``, an edited params.yaml): <tag> starts its identity
     <search>--t<NNN>--s<seed>       a search's trial NNN (the Optuna trial number)
+
+A name labels an experiment; what identifies it is its params (src/core/identity.py). The variant
+tag keeps names unique on a commit (DVC refuses two experiments of one name there) when one
+configuration and seed run with several sets of overrides.
 
 `dvc exp show` groups by these names, `train` tags its MLflow run from the name alone
 (``$DVC_EXP_NAME``), and the pruning hook finds its trial by it. Values are written as DVC's ``-S``
@@ -43,16 +49,18 @@ def config_label(config: dict) -> str:
     return UNSAFE.sub("-", ",".join(parts))
 
 
-def experiment_name(sweep: str, config: str, seed: int) -> str:
-    return f"{sweep}{SEP}{config}{SEP}s{seed}"
+def experiment_name(sweep: str, config: str, seed: int, variant: str = "") -> str:
+    return f"{sweep}{SEP}{config}{SEP}s{seed}" + (f"{SEP}v{variant}" if variant else "")
 
 
 def parse_name(name: str) -> dict[str, str] | None:
-    """``dropout--dropout=0.3--s1`` -> ``{"sweep": "dropout", "config": "dropout=0.3", "seed": "1"}``."""
+    """``dropout--dropout=0.3--s1`` -> ``{"sweep": "dropout", "config": "dropout=0.3", "seed": "1",
+    "variant": ""}``; ``...--s1--v3fa91c0b`` has variant ``3fa91c0b``."""
     parts = name.split(SEP)
+    variant = parts.pop()[1:] if len(parts) == 4 and re.fullmatch(r"v[0-9a-f]+", parts[3]) else ""
     if len(parts) != 3 or not re.fullmatch(r"s\d+", parts[2]):
         return None
-    return {"sweep": parts[0], "config": parts[1], "seed": parts[2][1:]}
+    return {"sweep": parts[0], "config": parts[1], "seed": parts[2][1:], "variant": variant}
 
 
 def trial_config(number: int) -> str:

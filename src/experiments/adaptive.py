@@ -27,7 +27,8 @@ from src.experiments.exp_show import Outcome
 def cv_by_seed(outcomes: dict[str, Outcome], sweep: str) -> dict[str, dict[int, float]]:
     """{config label: {seed: CV accuracy}} of the experiments of ``sweep`` that finished: NaN for a
     run that diverged or was pruned (a result, but no accuracy); failed runs are left out (they
-    are queued again)."""
+    are queued again). ``outcomes``: by the asked experiments' names, matched by identity
+    (:func:`sweep_runner.matched`)."""
     values: dict[str, dict[int, float]] = {}
     for name, outcome in outcomes.items():
         parsed = naming.parse_name(name)
@@ -96,12 +97,14 @@ def record_design(name: str, design: decide.Design, margin: float) -> None:
 
 
 def round_experiments(sweep: sweep_spec.Sweep, base: dict, extra: dict,
-                      pending: dict[str, list[int]]) -> list[sweep_spec.Experiment]:
+                      pending: dict[str, list[int]],
+                      reference: dict | None = None) -> list[sweep_spec.Experiment]:
     """The experiments of one round: each open configuration's missing seeds, and the baseline's."""
     wanted = dict(pending)
     wanted[sweep.baseline_label] = sorted({s for seeds in pending.values() for s in seeds})
     return [e for label, seeds in wanted.items() if seeds
-            for e in sweep_spec.expand(sweep, seeds, base, extra, configs={label})]
+            for e in sweep_spec.expand(sweep, seeds, base, extra, configs={label},
+                                       reference=reference)]
 
 
 def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.Design,
@@ -111,9 +114,11 @@ def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.
     estimates of what is left."""
     live = dvc_queue.experiment_outcomes()
     known = sweep_runner.known_outcomes(sweep.name, live)
-    state = replay(cv_by_seed(known, sweep.name), sweep.baseline_label,
-                   [sweep.label(c) for c in sweep.configs], sweep.design.margin, design)
-    every = sweep_spec.expand(sweep, design.max_seeds, base, extra)
+    reference = sweep_spec.committed_params()
+    every = sweep_spec.expand(sweep, design.max_seeds, base, extra, reference=reference)
+    state = replay(cv_by_seed(sweep_runner.matched(every, known), sweep.name),
+                   sweep.baseline_label, [sweep.label(c) for c in sweep.configs],
+                   sweep.design.margin, design)
     done, n_carried = sweep_runner.already_run(every, known, live)
     if state.looks:
         print(progress(state, design))
@@ -121,7 +126,8 @@ def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.
         print(f"nothing to run (--dry-run): {sweep_runner.describe_run(done, n_carried)}")
         return
     following = design.looks - state.looks - 1
-    todo = [e for e in round_experiments(sweep, base, extra, state.pending) if e.name not in done]
+    todo = [e for e in round_experiments(sweep, base, extra, state.pending, reference)
+            if e.name not in done]
     sweep_runner.print_dry_run(
         sweep_spec.longest_first(todo, base),
         f"look {state.looks + 1} of {design.looks}: "
@@ -162,14 +168,16 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
         print_plan(sweep, base, extra, design, jobs)
         return 0
     record_design(sweep.name, design, sweep.design.margin)
+    reference = sweep_spec.committed_params()
+    every = sweep_spec.expand(sweep, design.max_seeds, base, extra, reference=reference)
     ran: dict[str, sweep_spec.Experiment] = {}
-    outcomes = sweep_runner.known_outcomes(sweep.name)
+    outcomes = sweep_runner.matched(every, sweep_runner.known_outcomes(sweep.name))
     tried: set[str] = set()
     while True:
         state = replay(cv_by_seed(outcomes, sweep.name), sweep.baseline_label, labels,
                        sweep.design.margin, design)
         print(progress(state, design), flush=True)
-        todo = round_experiments(sweep, base, extra, state.pending)
+        todo = round_experiments(sweep, base, extra, state.pending, reference)
         if not todo:
             break
         again = [e.name for e in todo if e.name in tried and not (
@@ -180,8 +188,8 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
             break
         tried |= {e.name for e in todo}
         ran |= {e.name: e for e in todo}
-        outcomes = sweep_runner.run_experiments(sweep.name, todo, sweep_spec.longest_first(
-            todo, base), jobs, poll)
+        outcomes = sweep_runner.matched(every, sweep_runner.run_experiments(
+            sweep.name, todo, sweep_spec.longest_first(todo, base), jobs, poll))
     code = sweep_runner.report(sweep.name, list(ran.values()), outcomes) if ran else 0
     print(f"next: python -m src.study {sweep.name}" + (
         f" --seeds {design.first_seeds} --max-seeds {design.max_seeds}"

@@ -1,22 +1,24 @@
 """Experiments carried over from a committed study: what ran on an earlier commit, or on another
-machine, counts as run while nothing that makes its numbers has changed since.
+machine, counts as run while nothing that makes its numbers differs from what is asked now.
 
 DVC keeps an experiment as a git ref of the clone that ran it: a fresh clone, a new machine or a
 new commit on main sees none of them, and `sweep run` would train them all again. A study's
-committed reports/study/<sweep>/experiments.csv keeps every experiment's outcome and the commit it
-ran from (column ``baseline``). `sweep run` (fixed seeds or --until-decided) counts such a row as
-done, and `python -m src.study` reports it, when that commit and the working tree agree on
-everything the numbers come from (:func:`fingerprint`):
+committed reports/study/<sweep>/experiments.csv keeps every experiment's outcome, its identity
+(column ``identity``: a digest of its effective params, src/core/identity.py) and the commit it
+ran from (column ``baseline``). A committed row counts as run for an experiment asked now (by
+`sweep run`, fixed seeds or --until-decided, and by `python -m src.study`) when
 
-- the project sources of the stages that make metrics.json (the ``.py`` deps of prepare, train
-  and evaluate in dvc.yaml) and dvc.yaml's stages themselves;
-- params.yaml (the defaults) and requirements.txt (the pinned libraries);
-- the sweep's own grid, configs and fixed values in sweeps.yaml (not its description, baseline or
-  design: they change no experiment).
+- its identity is the asked experiment's: the same params, params.yaml's defaults, the sweep's
+  configuration and every ``--set`` applied (matching is by identity, never by name); and
+- its commit and the working tree agree on the code that makes the numbers (:func:`fingerprint`):
+  the ``.py`` deps of the stages prepare, train and evaluate in dvc.yaml, those stages themselves,
+  and requirements.txt (the pinned libraries).
 
-A change to any of them carries nothing over: those experiments run again. Neither does a row
-without a baseline (a study written before the column existed) nor one whose commit this clone
-lacks. An experiment of the current commit always takes precedence over a carried row.
+A row without an ``identity`` (a study written before the column existed) gets the identity of
+its configuration and seed on its own commit's params.yaml and sweeps.yaml, as it ran: no
+committed study was run with ``--set`` before the column existed. A row whose commit this clone
+lacks, or whose configuration that commit's sweeps.yaml does not define, is not carried. An
+experiment of the current commit always takes precedence over a carried row of the same identity.
 
 Not compared: the machine. Another CPU rounds differently, so the same seed gives another draw, as
 a new seed would; the statistics treat it as they treat seeds, and the ``host`` column says where
@@ -35,15 +37,17 @@ from pathlib import Path
 
 import yaml
 
-from src.core import paths
+from src.core import identity, paths
+from src.core.errors import TunelabError
 from src.core.status import Status, parse
+from src.experiments import sweep_spec
 from src.experiments.exp_show import Outcome
 
 STAGES = ("prepare", "train", "evaluate")  # the stages whose outputs make metrics.json
 PIPELINE = Path("dvc.yaml")
 REQUIREMENTS = Path("requirements.txt")
-SWEEP_KEYS = ("grid", "configs", "fixed")  # what a sweep's experiments are made of
 BASELINE = "baseline"  # experiments.csv's column: the commit an experiment ran from
+IDENTITY = "identity"  # experiments.csv's column: what made its numbers (src/core/identity.py)
 EXPERIMENTS = "experiments.csv"
 
 Reader = Callable[[Path], str | None]  # a file's text as some tree has it; None if absent
@@ -72,21 +76,37 @@ def _yaml(text: str | None):
         return None
 
 
-def fingerprint(read: Reader, sweep: str) -> str | None:
-    """A digest of everything the numbers of ``sweep``'s experiments come from, in the tree that
-    ``read`` reads; None when that tree has no dvc.yaml or no such sweep."""
-    pipeline, sweeps = _yaml(read(PIPELINE)), _yaml(read(paths.SWEEPS))
-    spec = sweeps.get(sweep) if isinstance(sweeps, dict) else None
-    if not isinstance(pipeline, dict) or not isinstance(spec, dict):
+def fingerprint(read: Reader) -> str | None:
+    """A digest of the code the numbers come from, in the tree that ``read`` reads (the stages
+    that make metrics.json, their ``.py`` deps, requirements.txt); None when it has no dvc.yaml."""
+    pipeline = _yaml(read(PIPELINE))
+    if not isinstance(pipeline, dict):
         return None
     stages = {name: (pipeline.get("stages") or {}).get(name) for name in STAGES}
     sources = sorted({str(dep) for stage in stages.values() for dep in (stage or {}).get("deps") or []
                       if str(dep).endswith(".py")})
-    parts = {"stages": stages, "params": _yaml(read(paths.PARAMS)),
-             "requirements": read(REQUIREMENTS),
-             "sweep": {key: spec.get(key) for key in SWEEP_KEYS},
+    parts = {"stages": stages, "requirements": read(REQUIREMENTS),
              "sources": {path: read(Path(path)) for path in sources}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def legacy_identities(read: Reader, sweep: str) -> Callable[[str, int], str | None]:
+    """For rows written before experiments.csv had an ``identity``: the identity of a
+    configuration (by label) and seed as the tree that ``read`` reads defines them (its
+    params.yaml and its sweeps.yaml's ``sweep``); None where that tree cannot say."""
+    base, sweeps = _yaml(read(paths.PARAMS)), _yaml(read(paths.SWEEPS))
+    spec = sweeps.get(sweep) if isinstance(sweeps, dict) else None
+    try:
+        parsed = sweep_spec.parse_sweep(sweep, spec, base) if isinstance(base, dict) else None
+    except TunelabError:
+        parsed = None
+    configs = {parsed.label(c): c for c in parsed.configs} if parsed else {}
+
+    def of(label: str, seed: int) -> str | None:
+        if label not in configs:
+            return None
+        return identity.of_or_none(sweep_spec.apply(base, configs[label] | {"train.seed": seed}))
+    return of
 
 
 def committed_rows(sweep: str) -> list[dict[str, str]]:
@@ -101,25 +121,35 @@ def committed_rows(sweep: str) -> list[dict[str, str]]:
     return rows if rows and BASELINE in rows[0] else []
 
 
-def carried_rows(sweep: str, live: Collection[str],
+def carried_rows(sweep: str, live: Collection[str] = (),
                  read_here: Reader = read_workspace) -> list[dict[str, str]]:
-    """The committed rows of ``sweep`` that count as run: not failed, not among the ``live``
-    experiments (the current commit's that did not fail), and run from a commit whose
-    :func:`fingerprint` is the working tree's."""
+    """The committed rows of ``sweep`` that count as run, each with its ``identity``: not failed,
+    of an identity that no experiment of the current commit has (``live``: the identities of
+    those that did not fail), and run from a commit whose :func:`fingerprint` is the working
+    tree's."""
     rows = committed_rows(sweep)
-    here = fingerprint(read_here, sweep) if rows else None
+    here = fingerprint(read_here) if rows else None
     if here is None:
         return []
     same: dict[str, bool] = {}
+    legacy: dict[str, Callable[[str, int], str | None]] = {}
     kept = []
     for row in rows:
         commit = row.get(BASELINE) or ""
-        if not commit or row.get("name") in live or parse(row.get("state")) == Status.FAILED:
+        if not commit or parse(row.get("state")) == Status.FAILED:
             continue
         if commit not in same:
-            same[commit] = fingerprint(read_commit(commit), sweep) == here
-        if same[commit]:
-            kept.append(row)
+            same[commit] = fingerprint(read_commit(commit)) == here
+        if not same[commit]:
+            continue
+        ident = row.get(IDENTITY) or None
+        if ident is None:
+            if commit not in legacy:
+                legacy[commit] = legacy_identities(read_commit(commit), sweep)
+            seed = _number(row.get("seed"))
+            ident = legacy[commit](row.get("config") or "", int(seed)) if seed is not None else None
+        if ident is not None and ident not in live:
+            kept.append(row | {IDENTITY: ident})
     return kept
 
 
@@ -133,9 +163,12 @@ def _number(text: str | None) -> float | None:
 
 def outcomes(sweep: str, live: dict[str, Outcome]) -> dict[str, Outcome]:
     """``live`` (the current commit's outcomes) with the carried experiments of ``sweep`` added
-    where the current commit has none that succeeded."""
-    done = {name for name, outcome in live.items() if outcome.state != Status.FAILED}
-    carried = {row["name"]: Outcome(row["name"], parse(row["state"]), _number(row.get("cv_accuracy")),
-                                    _number(row.get("train_seconds")))
-               for row in carried_rows(sweep, done)}
+    (those of an identity that no live experiment has, but for failed ones); a carried row whose
+    name a live experiment has too (of other params) is keyed ``<name>@<commit>``."""
+    done = {o.identity for o in live.values() if o.state != Status.FAILED and o.identity}
+    carried = {}
+    for row in carried_rows(sweep, done):
+        key = row["name"] if row["name"] not in live else f"{row['name']}@{row[BASELINE][:8]}"
+        carried[key] = Outcome(row["name"], parse(row["state"]), _number(row.get("cv_accuracy")),
+                               _number(row.get("train_seconds")), identity=row[IDENTITY])
     return live | carried

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from src.core import paths
+from src.core import identity, paths
 from src.core.status import Status, parse
 
 
@@ -28,9 +28,14 @@ def number(value) -> float:
     return float(value) if is_number else math.nan
 
 
+def params_of(data: dict) -> dict:
+    """An experiment's params.yaml content in exp show ({} when it has none)."""
+    return get(data, ("params", str(paths.PARAMS), "data")) or {}
+
+
 def flat_params(data: dict) -> dict:
     """``{"train": {"dropout": 0.3}}`` (params.yaml in exp show) -> ``{"train.dropout": 0.3}``."""
-    content = get(data, ("params", str(paths.PARAMS), "data")) or {}
+    content = params_of(data)
     return {f"{s}.{k}": v for s, section in content.items() if isinstance(section, dict)
             for k, v in section.items()}
 
@@ -77,6 +82,7 @@ class Outcome:
     cv_accuracy: float | None
     train_seconds: float | None = None  # the training loops' time over the folds (metrics.json)
     train_samples: float | None = None  # training images seen: fold-epochs x images per fold
+    identity: str | None = None  # what makes its numbers (src/core/identity.py); None if unknown
 
     def __post_init__(self):
         object.__setattr__(self, "state", parse(self.state))  # a plain word becomes a Status
@@ -93,15 +99,16 @@ def outcomes(shown: list) -> dict[str, Outcome]:
             name = exp.get("name") or head.get("name")
             if not name:
                 continue
+            ident = identity.of_or_none(params_of(head.get("data") or {}))
             if head.get("error"):
-                found[name] = Outcome(name, Status.FAILED, None)
+                found[name] = Outcome(name, Status.FAILED, None, identity=ident)
                 continue
             metrics = ((head.get("data") or {}).get("metrics") or {}).get(str(paths.METRICS), {})
             data = metrics.get("data") or {}
             cv = ((data.get("cv") or {}).get("val_accuracy") or {}).get("mean")
             cost = data.get("time") or {}
             found[name] = Outcome(name, parse(data.get("status")), cv,
-                                  cost.get("train_seconds"), train_samples(head, cost))
+                                  cost.get("train_seconds"), train_samples(head, cost), ident)
     return found
 
 

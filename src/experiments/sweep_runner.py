@@ -31,7 +31,8 @@ def plan(name: str, seeds: int, jobs: int, extra: dict) -> tuple[sweep_spec.Swee
     train stage's warnings are printed once per configuration."""
     base, loaded = sweep_spec.load_sweeps([name])
     sweep = loaded[name]
-    experiments = sweep_spec.expand(sweep, seeds, base, extra)
+    experiments = sweep_spec.expand(sweep, seeds, base, extra,
+                                    reference=sweep_spec.committed_params())
     if jobs < 1:
         raise TunelabError(f"--jobs {jobs}: must be at least 1")
     for warning in sweep_spec.config_warnings(experiments, base):
@@ -60,13 +61,31 @@ def known_outcomes(name: str, live: dict[str, Outcome] | None = None) -> dict[st
     return carried.outcomes(name, dvc_queue.experiment_outcomes() if live is None else live)
 
 
+def matched(experiments: list[sweep_spec.Experiment],
+            known: dict[str, Outcome]) -> dict[str, Outcome]:
+    """Each of ``experiments`` that has an outcome in ``known`` of its identity (by the
+    experiment's name): matching is by what makes the numbers, never by name. Where several
+    outcomes share an identity, one that did not fail wins, and among those the first in
+    ``known`` (the current commit's come before carried ones)."""
+    by_identity: dict[str, Outcome] = {}
+    for outcome in known.values():
+        held = by_identity.get(outcome.identity or "")
+        if outcome.identity and (held is None or (held.state == Status.FAILED and
+                                                  outcome.state != Status.FAILED)):
+            by_identity[outcome.identity] = outcome
+    found = {e.name: by_identity[e.identity] for e in experiments if e.identity in by_identity}
+    # a search's trial has no identity (Optuna keeps its params): its name is its own
+    return found | {e.name: known[e.name] for e in experiments if not e.identity and e.name in known}
+
+
 def already_run(experiments: list[sweep_spec.Experiment], known: dict[str, Outcome],
                 live: dict[str, Outcome]) -> tuple[set[str], int]:
-    """The names of ``experiments`` that count as run (succeeded on this commit, or carried over
-    from the committed study: ``known``, :func:`known_outcomes` of ``live``), and how many of those
-    are carried over."""
-    done = {n for n, o in known.items() if o.state != Status.FAILED} & {e.name for e in experiments}
-    return done, len(done - {n for n, o in live.items() if o.state != Status.FAILED})
+    """The names of ``experiments`` that count as run (an outcome of their identity that did
+    not fail, of this commit or carried over from the committed study: ``known``,
+    :func:`known_outcomes` of ``live``), and how many of those are carried over."""
+    found = {n: o for n, o in matched(experiments, known).items() if o.state != Status.FAILED}
+    live_ids = {o.identity for o in live.values() if o.state != Status.FAILED}
+    return set(found), sum(o.identity not in live_ids for o in found.values())
 
 
 def describe_run(done: set[str], n_carried: int) -> str:
@@ -136,6 +155,7 @@ def report(name: str, experiments: list[sweep_spec.Experiment],
     """Print the outcome of every experiment of sweep or search ``name`` (``outcomes``: `dvc exp
     show`'s, read here if not given); 1 if any failed or is missing."""
     outcomes = dvc_queue.experiment_outcomes() if outcomes is None else outcomes
+    outcomes = matched(experiments, outcomes)
     states = Counter()
     failed = []
     for exp in experiments:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import subprocess
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from src.core import naming, params, paths
+from src.core import identity, naming, params, paths
 from src.core.errors import ParamError, TunelabError
 from src.core.naming import config_label, format_value
 
@@ -80,10 +81,12 @@ class Experiment:
     config: str  # the configuration's label
     seed: int
     overrides: dict  # params key -> value, train.seed included
+    identity: str = ""  # what makes its numbers: src/core/identity.py ("" where not computed)
+    variant: str = ""  # "" with the commit's params.yaml; else a tag of its identity (naming.py)
 
     @property
     def name(self) -> str:
-        return naming.experiment_name(self.sweep, self.config, self.seed)
+        return naming.experiment_name(self.sweep, self.config, self.seed, self.variant)
 
     def set_args(self) -> list[str]:
         """``dvc exp run`` arguments: ``-S key=value`` for every override."""
@@ -258,10 +261,15 @@ def longest_first(experiments: list[Experiment], base_params: dict) -> list[Expe
 
 
 def expand(sweep: Sweep, seeds: int | Sequence[int], base_params: dict, extra: dict | None = None,
-           configs: Collection[str] | None = None) -> list[Experiment]:
+           configs: Collection[str] | None = None,
+           reference: dict | None = None) -> list[Experiment]:
     """Every configuration (or those labelled in ``configs``) x seed (0..seeds-1, or the seeds
     listed), with ``extra`` (``--set``) applied to each; all validated, nothing returned if one
-    is invalid."""
+    is invalid. Each has its identity (src/core/identity.py); one whose identity differs from the
+    same configuration and seed on ``reference`` (the commit's params.yaml; default
+    ``base_params``) gets a variant tag in its name, so that another ``--set`` or an edited
+    params.yaml makes other experiments, never the same names with other numbers."""
+    reference = base_params if reference is None else reference
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if isinstance(seeds, int) and seeds < 1:
         raise ParamError(f"--seeds {seeds}: must be at least 1")
@@ -272,13 +280,16 @@ def expand(sweep: Sweep, seeds: int | Sequence[int], base_params: dict, extra: d
             continue
         for seed in seed_list:
             overrides = config | extra | {"train.seed": seed}
-            experiment = Experiment(sweep.name, sweep.label(config), seed, overrides)
             try:
-                params.validate_all(apply(base_params, overrides))
+                ident = identity.of(apply(base_params, overrides))
             except ParamError as error:
-                refused.append(f"  {experiment.name}: {error}")
+                name = naming.experiment_name(sweep.name, sweep.label(config), seed)
+                refused.append(f"  {name}: {error}")
                 continue
-            experiments.append(experiment)
+            plain = identity.of_or_none(apply(reference, config | {"train.seed": seed}))
+            variant = "" if ident == plain else ident[:identity.TAG]
+            experiments.append(Experiment(sweep.name, sweep.label(config), seed, overrides, ident,
+                                          variant))
     if refused:
         raise ParamError(f"{len(refused)} of {len(refused) + len(experiments)} experiments of sweep "
                          f"{sweep.name} have invalid params; nothing was queued:\n" + "\n".join(refused))
@@ -293,6 +304,20 @@ def check_sweep_name(name: str, path: Path = paths.SWEEPS) -> None:
     if name not in sweep_names(path):
         raise TunelabError(f"unknown sweep {name!r}; sweeps in {path}: "
                            f"{', '.join(sweep_names(path))}")
+
+
+def committed_params(commit: str = "HEAD") -> dict | None:
+    """params.yaml as ``commit`` has it (None outside a git repository or if it has none): the
+    reference a variant's name is told from (:func:`expand`)."""
+    shown = subprocess.run(["git", "show", f"{commit}:{paths.PARAMS.as_posix()}"],
+                           capture_output=True, text=True)
+    if shown.returncode != 0:
+        return None
+    try:
+        data = yaml.safe_load(shown.stdout)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def load_sweeps(names=None) -> tuple[dict, dict[str, Sweep]]:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from src.core import naming
+from src.core.naming import format_value
 from src.core.status import Status, usable
 from src.experiments import sweep_spec
 from src.experiments.carried import BASELINE
@@ -76,6 +77,13 @@ def problems(frame: pd.DataFrame, sweep: sweep_spec.Sweep, summary: pd.DataFrame
     return out
 
 
+def overrides_line(name: str, overrides: dict) -> str:
+    """The ``--set`` every experiment of the study ran with: another set is another study."""
+    sets = " ".join(f"--set {k}={format_value(v)}" for k, v in overrides.items())
+    return (f"**Overrides**: params.yaml with `{sets}` in every experiment; experiments of other "
+            f"params are not part of this study (`python -m src.study {name} {sets}`).")
+
+
 def design_lines(summary: pd.DataFrame, source: str, compute: dict | None) -> list[str]:
     """The margin, the design and its looks, and the compute the study took."""
     first = summary.iloc[0]
@@ -113,7 +121,8 @@ def seeds_note(row) -> str:
 
 def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.DataFrame,
                   anova: pd.DataFrame | None, note: str, figures: list[str],
-                  design_source: str = "", compute: dict | None = None) -> str:
+                  design_source: str = "", compute: dict | None = None,
+                  overrides: dict | None = None) -> str:
     base = sweep.baseline_label
     states = ", ".join(f"{n} {s}" for s, n in frame["state"].value_counts().items())
     seeds = sorted(usable(frame)["seed"].unique().tolist())
@@ -139,6 +148,7 @@ def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.Data
     lines = [f"# Study: {sweep.name}", "", *([sweep.description, ""] if sweep.description else []),
              f"{len(frame)} experiments ({states}) over {len(summary)} configurations, seeds "
              f"{seeds} as replicates; baseline `{base}`.{ran_on}", "",
+             *([overrides_line(sweep.name, overrides), ""] if overrides else []),
              "**Selection uses CV validation accuracy** (per experiment: the mean over its folds, "
              "final epoch). The test set only confirms the chosen configuration; it was not used "
              "to rank.", "", *design_lines(summary, design_source, compute), "", "## Results", "",

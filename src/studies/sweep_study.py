@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from src.core import decide, naming, paths, stats
+from src.core import decide, identity, naming, paths, stats
 from src.core.errors import TunelabError
 from src.core.status import Status, parse, usable
 from src.experiments import adaptive, carried, exp_show, sweep_spec
@@ -35,7 +35,7 @@ COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_
               "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
               "tost_high", "seeds_used", "seeds_needed", "needed_for", "mdd", "look", "alpha_diff"]
 COLUMNS = ["name", "rev", carried.BASELINE, "timestamp", "sweep", "config", "name_config", "seed",
-           "state", "reason", "host", "others", *METRICS]
+           carried.IDENTITY, "state", "reason", "host", "others", *METRICS]
 
 
 def match_config(sweep: sweep_spec.Sweep, flat: dict, defaults: dict) -> str | None:
@@ -68,6 +68,7 @@ def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
             "timestamp": exp_show.timestamp(head),
             "sweep": sweep.name, "config": label or parsed["config"],
             "name_config": parsed["config"], "seed": int(flat.get("train.seed", parsed["seed"])),
+            carried.IDENTITY: identity.of_or_none(exp_show.params_of(data)) or "",
             "state": str(Status.FAILED if failed else parse(metrics.get("status"))),
             "reason": exp_show.get(head, ("error", "msg")) or metrics.get("reason") or "",
             "host": "",  # read_hosts fills it in from the experiment's commit
@@ -79,8 +80,9 @@ def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
 
 def with_carried(frame: pd.DataFrame, sweep: sweep_spec.Sweep) -> pd.DataFrame:
     """``frame`` (the current commit's experiments) with the rows of the committed study that
-    count as run (src/experiments/carried.py) in place of what is missing or failed here."""
-    live = set(frame.loc[frame["state"] != Status.FAILED, "name"])
+    count as run (src/experiments/carried.py): those of an identity that no experiment here has
+    but for failed ones, which a carried row of their identity replaces."""
+    live = set(frame.loc[frame["state"] != Status.FAILED, carried.IDENTITY]) - {""}
     rows = carried.carried_rows(sweep.name, live)
     if not rows:
         return frame
@@ -88,8 +90,36 @@ def with_carried(frame: pd.DataFrame, sweep: sweep_spec.Sweep) -> pd.DataFrame:
     numeric = ["seed", *METRICS]
     extra[numeric] = extra[numeric].apply(pd.to_numeric, errors="coerce")
     extra = extra.fillna({c: "" for c in COLUMNS if c not in numeric}).astype({"seed": int})
-    kept = frame[~frame["name"].isin(extra["name"])]
+    kept = frame[~frame[carried.IDENTITY].isin(extra[carried.IDENTITY])]
     return pd.concat([kept, extra], ignore_index=True) if len(kept) else extra
+
+
+def select(frame: pd.DataFrame, sweep: sweep_spec.Sweep, base: dict,
+           extra: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The experiments the study asks for, and those it leaves out: a row is kept when its
+    identity is that of its configuration and seed on ``base`` (params.yaml) with ``extra``
+    (``--set``) applied (src/core/identity.py); one identity kept once (the newest). The others
+    ran with other params (another ``--set``, another params.yaml) or of a configuration the
+    sweep no longer has."""
+    configs = {sweep.label(c): c for c in sweep.configs}
+    extra = extra or {}
+    wanted: dict[tuple[str, int], str | None] = {}
+
+    def asked(row) -> bool:
+        key = (row.config, int(row.seed))
+        if key not in wanted:
+            config = configs.get(row.config)
+            wanted[key] = None if config is None else identity.of_or_none(
+                sweep_spec.apply(base, config | extra | {"train.seed": int(row.seed)}))
+        return bool(row.identity) and row.identity == wanted[key]
+
+    mask = [asked(row) for row in frame.rename(columns={carried.IDENTITY: "identity"})
+            .itertuples()] if len(frame) else []
+    keep = pd.Series(mask, index=frame.index, dtype=bool)
+    chosen = frame[keep]
+    newest = chosen.sort_values("timestamp", kind="stable").drop_duplicates(
+        carried.IDENTITY, keep="last")
+    return chosen[chosen.index.isin(newest.index)], frame[~keep]
 
 
 def require_completed(frame: pd.DataFrame, sweep: sweep_spec.Sweep, all_commits: bool = False) -> None:
@@ -364,8 +394,9 @@ def sweep_run_record(sweep: sweep_spec.Sweep, summary: pd.DataFrame, n: int) -> 
 
 def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
                 histories: dict[str, list[pd.DataFrame]] | None = None,
-                plan: Plan | None = None) -> dict[str, object]:
-    """Every output file of a sweep's study, by name: DataFrames (CSV), the report, Figures."""
+                plan: Plan | None = None, overrides: dict | None = None) -> dict[str, object]:
+    """Every output file of a sweep's study, by name: DataFrames (CSV), the report, Figures.
+    ``overrides``: the ``--set`` the study's experiments ran with (said in the report)."""
     plan = plan or study_plan(sweep, frame)
     summary = summary_table(frame, sweep, plan)
     grid = sweep_figures.grid_factors(sweep)
@@ -375,6 +406,7 @@ def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
     design = {DESIGN_FILE: design_json(plan)} if plan.adaptive else {}
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns="others"),
             "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
-                                       compute(frame, summary, plan)), **design, **built}
+                                       compute(frame, summary, plan), overrides),
+            **design, **built}
 
 
