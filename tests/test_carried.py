@@ -298,3 +298,35 @@ def test_a_committed_study_spares_a_new_commit_its_experiments(tmp_path):
     known = sh(sys.executable, "-c", "from src.experiments import sweep_runner; "
                "print(sorted(sweep_runner.known_outcomes('tiny')))", cwd=root, env=env)
     assert known.stdout.strip() == "[]"  # another default: every experiment runs again
+
+
+@pytest.mark.slow  # ~1-2 min: 2 + 2 experiments of the tiny pipeline on 2 workers
+@pytest.mark.e2e
+def test_an_override_queues_its_own_experiments_and_its_own_study(tmp_path):
+    """On the real queue: `--set train.epochs=1` runs the sweep's 2 experiments, `--set
+    train.epochs=2` 2 more (not 'already succeeded'), and `study --set` reports each set alone.
+    TINY's params.yaml has 2 epochs: those are the plain experiments, a bare study's."""
+    (tmp_path / "project").mkdir()
+    root, env = make_project(tmp_path / "project", TINY, {"sweeps.yaml": CARRY})
+    run = (sys.executable, "-m", "src.sweep", "run", "tiny", "--seeds", "1", "--jobs", "2",
+           "--poll", "1")
+    one = sh(*run, "--set", "train.epochs=1", cwd=root, env=env)
+    assert "0 already succeeded" in one.stdout and "2 to queue" in one.stdout
+    two = sh(*run, "--set", "train.epochs=2", cwd=root, env=env)
+    assert "0 already succeeded" in two.stdout and "2 to queue" in two.stdout
+    again = sh(*run, "--set", "train.epochs=1", cwd=root, env=env)
+    assert "2 already succeeded" in again.stdout and "nothing to run" in again.stdout
+    epochs = {}
+    for value in (1, 2):
+        done = sh(sys.executable, "-m", "src.study", "tiny", "--set", f"train.epochs={value}",
+                  cwd=root, env=env)
+        assert "2 experiment(s) of other params left out" in done.stderr
+        table = pd.read_csv(root / "reports/study/tiny/experiments.csv")
+        assert len(table) == 2 and table["name"].str.contains("--v").all() == (value == 1)
+        epochs[value] = set(table["fold_epochs"])
+        report = (root / "reports/study/tiny/report.md").read_text()
+        assert f"`--set train.epochs={value}`" in report
+    assert epochs == {1: {2.0}, 2: {4.0}}  # 2 folds x 1 epoch, 2 folds x 2 epochs
+    sh(sys.executable, "-m", "src.study", "tiny", cwd=root, env=env)
+    plain = pd.read_csv(root / "reports/study/tiny/experiments.csv")
+    assert set(plain["fold_epochs"]) == {4.0} and not plain["name"].str.contains("--v").any()
