@@ -597,6 +597,23 @@ def test_spending_difference_of_the_margin_false_equivalent_at_most_alpha(design
     assert (rate <= ALPHA + MC_2SE) == ok, f"false equivalent rate {rate:.4f}"
 
 
+# KNOWN LIMIT of the t approximation (issue 31): with a margin so narrow that no study stops early
+# as "equivalent" (0.125 sd), every null study reaches the late looks, where O'Brien-Fleming keeps
+# its alpha, and the nominal-level conversion to t at 2-9 df lets through more than alpha:
+# 0.057 (O'Brien-Fleming) and 0.063 (Pocock) against a bound of 0.056; Bonferroni 0.028, a
+# boundary that ignores the looks 0.173. At the project's margin (1.25 sd) equivalence stops hide
+# it (0.035 and 0.050 above). strict: the test says so when a better boundary for t fixes it.
+@pytest.mark.xfail(strict=True, reason="the z boundary's nominal level applied to t at 2-9 df "
+                   "is anti-conservative when no study stops for equivalence")
+@pytest.mark.parametrize("design", [pytest.param(OBF, id="obrien_fleming"),
+                                    pytest.param(POCOCK, id="pocock", marks=pytest.mark.slow)])
+def test_spending_without_equivalence_stops_false_better_or_worse_at_most_alpha(design):
+    rng = np.random.default_rng(31)
+    rate = np.mean([simulate_study(rng, {"a": 0.0}, SD, SD / 8, design)["a"].verdict in DIFFERS
+                    for _ in range(STUDIES)])
+    assert rate <= ALPHA + MC_2SE, f"false better/worse rate {rate:.4f}"
+
+
 def test_obrien_fleming_finds_a_true_difference_more_often_than_bonferroni():
     # a difference of one sd, by 10 seeds: about 0.73 against 0.49 (1,000 studies each)
     obf, bonferroni = (_rate(d, SD, ("better",), studies=1000) for d in (OBF, DESIGN))
