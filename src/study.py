@@ -17,7 +17,7 @@ Writes reports/study/<sweep>/ (each file atomically; files of an earlier study a
                           ran from (``baseline``);
          report.md        the table, findings in words, ANOVA, figures, failures;
          *.png            figures chosen from the sweep's design (src/studies/sweep_figures.py);
-         design.json      an adaptive study's design (first and most seeds, margin, alpha), so
+         design.json      an adaptive study's design (first and most seeds, margin, alpha, method), so
                           that a clone that did not run the sweep decides the same way;
        for a search (searches.yaml) instead: trials.csv, report.md (trials ranked, parameter
        importance, what pruning saved, a sweep to confirm the best over seeds) and its figures
@@ -99,7 +99,7 @@ def study_search(search: search_spec.Search, shown: list) -> None:
 
 
 def read_design(path: Path) -> dict | None:
-    """A recorded design ({seeds, max_seeds, margin, alpha}), or None if ``path`` does not exist."""
+    """A recorded design ({seeds, max_seeds, margin, alpha[, method]}), or None if ``path`` does not exist."""
     try:
         design = json.loads(path.read_text())
     except FileNotFoundError:

@@ -15,8 +15,10 @@ from src.experiments.exp_show import Outcome
 from tests.conftest import REPO
 
 BASE = params.read_yaml(REPO / "params.yaml")
+# Bonferroni over the looks, as DESIGN: FAR is decided at look 1 (the runner's tests count on it).
 SWEEP = sweep_spec.parse_sweep("s", {"grid": {"train.dropout": [0.0, 0.2, 0.5]},
-                                     "baseline": {"train.dropout": 0.0}, "margin": 0.005}, BASE)
+                                     "baseline": {"train.dropout": 0.0}, "margin": 0.005,
+                                     "method": "bonferroni"}, BASE)
 DESIGN = decide.Design(3, 5)
 BASELINE, FAR, NEAR = "dropout=0.0", "dropout=0.5", "dropout=0.2"
 
@@ -114,6 +116,26 @@ def test_the_runner_loops_until_decided_and_stops_on_a_seed_that_keeps_failing(m
     monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: {})
     adaptive.run("s", 3, 5, jobs=2, extra={})
     assert "stopping: s--dropout=0.2--s1" in capsys.readouterr().out
+
+
+def test_the_runner_uses_and_records_the_sweeps_method(monkeypatch):
+    recorded = []
+    spending = sweep_spec.parse_sweep("s", {"grid": {"train.dropout": [0.0, 0.2, 0.5]},
+                                            "baseline": {"train.dropout": 0.0}}, BASE)
+    assert spending.design.method == "obrien_fleming"  # the default of a new sweep
+    monkeypatch.setattr(sweep_spec, "load_sweeps", lambda names: (BASE, {"s": spending}))
+    monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: {})
+    monkeypatch.setattr(sweep_runner, "known_outcomes", lambda name, *a: outcomes(
+        (c, s) for c in (BASELINE, NEAR, FAR) for s in range(5)))
+    monkeypatch.setattr(sweep_runner, "report", lambda name, exps, found: 0)
+    monkeypatch.setattr(adaptive, "record_design", lambda name, design, margin: recorded.append(
+        adaptive.design_fields(design, margin)))
+    adaptive.run("s", 3, 5, jobs=2, extra={})
+    assert recorded == [{"seeds": 3, "max_seeds": 5, "margin": 0.005, "alpha": 0.05,
+                         "method": "obrien_fleming"}]
+    # a Bonferroni design is recorded as before there were methods (committed design.json files)
+    assert adaptive.design_fields(DESIGN, 0.005) == {"seeds": 3, "max_seeds": 5, "margin": 0.005,
+                                                     "alpha": 0.05}
 
 
 def dry_run(monkeypatch, capsys, live: dict[str, Outcome], carried: dict[str, Outcome]) -> str:

@@ -14,11 +14,13 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from src.core.decide import (
+    METHODS,
     Decision,
     Design,
     decide_family,
     decide_tests,
     decide_unpaired,
+    information,
     is_final,
     minimum_detectable_difference,
     needs_another_seed,
@@ -53,7 +55,9 @@ def test_design_looks_and_bonferroni_level():
                                         ((4, 3), r"max_seeds \(3\) must be >= first_seeds \(4\)"),
                                         ((3, 10, 0.0), "alpha must be in"),
                                         ((3, 10, 1.5), "alpha must be in"),
-                                        ((3.0, 10), "first_seeds must be an integer")])
+                                        ((3.0, 10), "first_seeds must be an integer"),
+                                        ((3, 10, 0.05, "obf"), "method must be one of bonferroni, "
+                                         "obrien_fleming, pocock, got 'obf'")])
 def test_design_rejects_bad_values(args, word):
     with pytest.raises(ValueError, match=word):
         Design(*args)
@@ -476,3 +480,148 @@ def test_a_true_difference_in_the_family_does_not_raise_the_nulls_error_rate():
     rate = _any(results, DIFFERS, configs=("null1", "null2"))
     assert rate <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / studies), f"rate {rate:.4f}"
     assert np.mean([r["differs"].verdict == "better" for r in results]) >= 0.8
+
+
+# --- alpha-spending designs (issue 31) -------------------------------------------------------
+
+OBF = Design(first_seeds=3, max_seeds=10, alpha=ALPHA, method="obrien_fleming")
+POCOCK = Design(first_seeds=3, max_seeds=10, alpha=ALPHA, method="pocock")
+MC_2SE = 2 * MC_SE
+
+
+class IgnoresLooks(Design):
+    """A spending design's code path with a boundary that ignores the looks: every look at the
+    fixed test's level (the hypothesis' Holm share)."""
+
+    def nominal(self, level, counts, sides=2):
+        return level
+
+
+def test_a_design_without_a_method_is_bonferroni_and_a_one_look_spending_design_is_the_fixed_test():
+    assert Design(3, 10).method == "bonferroni" and METHODS == ("bonferroni", "obrien_fleming", "pocock")
+    assert math.isnan(OBF.look_alpha)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        diffs = {k: rng.normal(0.002, SD, 5) for k in "abc"}
+        legacy = decide_family(diffs, MARGIN, Design(5, 5), 1)
+        for method in ("obrien_fleming", "pocock"):
+            got = decide_family(diffs, MARGIN, Design(5, 5, method=method), 1)
+            assert [d.verdict for d in got.values()] == [d.verdict for d in legacy.values()]
+            assert [d.alpha_diff for d in got.values()] == [d.alpha_diff for d in legacy.values()]
+
+
+def test_information_fractions_of_the_looks_reached():
+    assert information([3, 4, 5], 10) == (0.3, 0.4, 0.5)
+    assert information([2, 2, 3], 10) == (0.2, 0.3)  # a failed seed: no new information
+    assert information([0, 1, 12], 10) == (0.1, 1.0)
+    # O'Brien-Fleming's levels grow look by look and stay below alpha; Bonferroni's are alpha / K
+    levels = OBF.planned_levels()
+    assert len(levels) == 8 and list(levels) == sorted(levels) and levels[-1] < ALPHA
+    assert levels[-1] > 3 * DESIGN.look_alpha
+    assert DESIGN.planned_levels() == (ALPHA / 8,) * 8
+
+
+@pytest.mark.parametrize("design", [OBF, POCOCK], ids=["obrien_fleming", "pocock"])
+def test_spending_verdicts_p_levels_and_intervals_tell_one_story(design):
+    rng = np.random.default_rng(5)
+    held = {"q": _decision("equivalent"), "r": _decision("better")}
+    seen = set()
+    for i in range(200):
+        look = 1 + i % design.looks
+        diffs = {k: rng.normal(rng.choice([0.0, 0.004, 0.01]), SD, 2 + look) for k in "abc"}
+        got = decide_family(diffs, MARGIN, design, look, decided=held, plan=False)
+        for c, g in got.items():
+            assert g.p_value == pytest.approx(sps.ttest_1samp(diffs[c], 0.0).pvalue, rel=1e-9)  # raw
+            differs = g.verdict in ("better", "worse")
+            assert differs == (g.p_value < g.alpha_diff) == (g.ci_low > 0 or g.ci_high < 0)
+            within = g.verdict == "equivalent" or g.below_margin
+            assert within == (g.p_tost < g.alpha_tost) == (-MARGIN < g.tost_low and g.tost_high < MARGIN)
+            # its level is the boundary's at a Holm share between alpha / 4 (4 in the family) and alpha / 2
+            counts = list(range(3, 3 + look))
+            assert design.nominal(ALPHA / 4, counts) <= g.alpha_diff <= design.nominal(ALPHA / 2, counts)
+            low, high = (design.nominal(ALPHA / m, counts, 1) for m in (4, 2))
+            assert low <= g.alpha_tost <= high
+            seen.add(g.verdict)
+    assert {"better", "equivalent", "undecided"} <= seen
+
+
+def test_spending_holm_is_holms_step_down_when_the_looks_are_alike():
+    # Same fractions for every comparison: reject the k smallest p while p_(j) < the boundary's
+    # level at share alpha / (m - j + 1), as Holm's procedure does with alpha / (m - j + 1).
+    rng = np.random.default_rng(6)
+    for _ in range(100):
+        diffs = {k: rng.normal(rng.choice([0.0, 0.003, 0.006]), SD, 6) for k in "abcd"}
+        got = decide_family(diffs, MARGIN, OBF, 4, plan=False)
+        p = sorted((d.p_value, c) for c, d in got.items())
+        expect = set()
+        for j, (pj, c) in enumerate(p):
+            if not pj < OBF.nominal(ALPHA / (4 - j), [3, 4, 5, 6]):
+                break
+            expect.add(c)
+        assert {c for c, d in got.items() if d.verdict in ("better", "worse")} == expect
+
+
+def test_a_failed_seed_moves_the_look_of_a_spending_design():
+    def draw(configs, seeds):
+        return {c: [math.nan if s == 1 else 0.001 * s for s in seeds] for c in configs}
+
+    got = run_sequential(draw, ["a"], MARGIN, Design(3, 5, method="obrien_fleming"))["a"]
+    assert (got.n, got.look) == (4, 3)
+    assert got.alpha_diff == Design(3, 5, method="obrien_fleming").nominal(ALPHA, [2, 3, 4])
+
+
+# The Pocock-type option's simulations run in the slow tier (CI runs both): ~8 s together.
+SPENDING_DESIGNS = [pytest.param(OBF, id="obrien_fleming"),
+                    pytest.param(POCOCK, id="pocock", marks=pytest.mark.slow),
+                    pytest.param(IgnoresLooks(3, 10, ALPHA, "obrien_fleming"), id="ignores-looks")]
+
+
+def _rate(design, diff, verdicts, df=math.inf, studies=STUDIES, seed=31):
+    rng = np.random.default_rng(seed)
+    return np.mean([simulate_study(rng, {"a": diff}, SD, MARGIN, design, df=df)["a"].verdict in verdicts
+                    for _ in range(studies)])
+
+
+@pytest.mark.parametrize("df", [math.inf, 3.0], ids=["normal", "t3"])
+@pytest.mark.parametrize("design", SPENDING_DESIGNS)
+def test_spending_no_true_difference_false_better_or_worse_at_most_alpha(design, df):
+    rate = _rate(design, 0.0, DIFFERS, df)
+    ok = not isinstance(design, IgnoresLooks)
+    assert (rate <= ALPHA + MC_2SE) == ok, f"false better/worse rate {rate:.4f}"
+
+
+@pytest.mark.parametrize("design", SPENDING_DESIGNS)
+def test_spending_difference_of_the_margin_false_equivalent_at_most_alpha(design):
+    rate = _rate(design, MARGIN, ("equivalent",))
+    ok = not isinstance(design, IgnoresLooks)
+    assert (rate <= ALPHA + MC_2SE) == ok, f"false equivalent rate {rate:.4f}"
+
+
+# KNOWN LIMIT of the t approximation (issue 31): with a margin so narrow that no study stops early
+# as "equivalent" (0.125 sd), every null study reaches the late looks, where O'Brien-Fleming keeps
+# its alpha, and the nominal-level conversion to t at 2-9 df lets through more than alpha:
+# 0.057 (O'Brien-Fleming) and 0.063 (Pocock) against a bound of 0.056; Bonferroni 0.028, a
+# boundary that ignores the looks 0.173. At the project's margin (1.25 sd) equivalence stops hide
+# it (0.035 and 0.050 above). strict: the test says so when a better boundary for t fixes it.
+@pytest.mark.xfail(strict=True, reason="the z boundary's nominal level applied to t at 2-9 df "
+                   "is anti-conservative when no study stops for equivalence")
+@pytest.mark.parametrize("design", [pytest.param(OBF, id="obrien_fleming"),
+                                    pytest.param(POCOCK, id="pocock", marks=pytest.mark.slow)])
+def test_spending_without_equivalence_stops_false_better_or_worse_at_most_alpha(design):
+    rng = np.random.default_rng(31)
+    rate = np.mean([simulate_study(rng, {"a": 0.0}, SD, SD / 8, design)["a"].verdict in DIFFERS
+                    for _ in range(STUDIES)])
+    assert rate <= ALPHA + MC_2SE, f"false better/worse rate {rate:.4f}"
+
+
+def test_obrien_fleming_finds_a_true_difference_more_often_than_bonferroni():
+    # a difference of one sd, by 10 seeds: about 0.73 against 0.49 (1,000 studies each)
+    obf, bonferroni = (_rate(d, SD, ("better",), studies=1000) for d in (OBF, DESIGN))
+    assert obf > bonferroni + 0.1, (obf, bonferroni)
+    assert _rate(OBF, 2 * MARGIN, ("better",), studies=500) >= 0.8
+
+
+def test_spending_family_of_three_nulls_false_better_or_worse_at_most_alpha():
+    results = _rates(OBF, {"a": 0.0, "b": 0.0, "c": 0.0}, studies=3000)
+    rate = _any(results, DIFFERS)
+    assert rate <= ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / 3000), f"family-wise rate {rate:.4f}"

@@ -345,6 +345,31 @@ def test_the_design_comes_from_flags_then_this_clone_then_the_committed_study():
     assert sweep_study.DESIGN_FILE not in sweep_study.build_study(DROPOUT, frame)
 
 
+def test_a_recorded_design_keeps_its_method_and_one_without_is_bonferroni():
+    frame = experiments([(c, s, 0.85 + 0.001 * s * (c == "dropout=0.5")) for c in
+                         ("dropout=0.0", "dropout=0.3", "dropout=0.5") for s in range(4)]
+                        + [("dropout=0.3", 4, 0.86)])
+    legacy = {"seeds": 3, "max_seeds": 10, "margin": 0.005, "alpha": 0.05}
+    plan = sweep_study.study_plan(DROPOUT, frame, committed=legacy)
+    assert plan.design.method == "bonferroni"
+    assert json.loads(sweep_study.design_json(plan)) == legacy  # written back as it was
+    assert sweep_study.study_plan(DROPOUT, frame, record=legacy | {"method": "pocock"}
+                                  ).design.method == "pocock"
+    # new studies (flags, or sweeps.yaml's design) spend alpha O'Brien-Fleming's way
+    new = sweep_study.study_plan(DROPOUT, frame, seeds=3, max_seeds=10)
+    assert new.design.method == "obrien_fleming"
+    assert json.loads(sweep_study.design_json(new)) == legacy | {"method": "obrien_fleming"}
+    summary = sweep_study.summary_table(frame, DROPOUT, new)
+    assert math.isnan(summary["look_alpha"].iloc[0])
+    report = sweep_report.render_report(DROPOUT, frame, summary, None, "", [], new.source, None,
+                                        new.design)
+    assert "O'Brien–Fleming-type alpha spending (Lan–DeMets; information fraction seeds / 10)" in report
+    assert "Nominal two-sided levels of one comparison at the planned looks: 8.5e-05, 0.00076, " in report
+    assert "| p | TOST p |" in report and "p (Holm)" not in report
+    with pytest.raises(TunelabError, match="method must be one of bonferroni, obrien_fleming, pocock"):
+        sweep_study.study_plan(DROPOUT, frame, committed=legacy | {"method": "holm"})
+
+
 def test_a_committed_design_applies_to_the_experiments_it_was_committed_with(tmp_path, monkeypatch):
     monkeypatch.setattr(study.paths, "STUDY_REPORTS", tmp_path)
     frame = experiments([(c, s, 0.85) for c in ("dropout=0.3", "dropout=0.5") for s in range(3)])

@@ -494,3 +494,18 @@ def test_the_design_comes_from_defaults_and_each_sweep_may_override_it(tmp_path)
     (tmp_path / "sweeps.yaml").write_text("defaults: {margins: 0.01}\n")
     with pytest.raises(ParamError, match="sweeps.yaml defaults: a mapping of margin, seeds"):
         sweep_spec.load(tmp_path / "sweeps.yaml", BASE)
+
+
+def test_the_design_method_defaults_to_obrien_fleming_and_is_checked(tmp_path):
+    (tmp_path / "sweeps.yaml").write_text(
+        "defaults: {method: pocock}\n"
+        "a: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}}\n"
+        "b: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}, method: bonferroni}\n")
+    loaded = sweep_spec.load(tmp_path / "sweeps.yaml", BASE)
+    assert (loaded["a"].design.method, loaded["b"].design.method) == ("pocock", "bonferroni")
+    assert sweep_spec.StudyDesign().method == "obrien_fleming"
+    (tmp_path / "sweeps.yaml").write_text(
+        "a: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}, method: obf}\n")
+    with pytest.raises(ParamError, match="sweep a: method = 'obf'; allowed: bonferroni, "
+                                         "obrien_fleming, pocock"):
+        sweep_spec.load(tmp_path / "sweeps.yaml", BASE)

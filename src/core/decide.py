@@ -10,10 +10,10 @@ A comparison of a configuration with the baseline ends in one of four verdicts:
 - "undecided": neither; the decision then says how many seeds per configuration would decide it
   at 80% power (`seeds_needed`, `needed_for`): the smaller of the n that detects the observed
   difference and the n that shows equivalence if the true difference is the observed one, from
-  the observed sd, at the level this comparison had at this look (look_alpha, Holm-corrected;
-  all looks of a design have the same level, so that is the last look's). It is the n of a test
-  at that level; a rerun with a larger max_seeds has more looks and a smaller look_alpha, so it
-  needs a little more. `mdd` is the minimum detectable difference at the current n, same level.
+  the observed sd, at the level this comparison had at this look (alpha_diff: its Holm share of
+  the look's level; Bonferroni's is the same at every look, a spending boundary's grows from
+  look to look). It is the n of a fixed test at that level, a guide rather than a promise.
+  `mdd` is the minimum detectable difference at the current n, same level.
 - "not tested": fewer than 2 pairs, or paired differences that are all equal, within TIE (t = 0/0).
 
 Sequential design (`Design`): every configuration gets `first_seeds` seeds, then in rounds the
@@ -21,36 +21,53 @@ baseline and every configuration still open get the next seed, until each compar
 has `max_seeds` seeds: at most K = max_seeds - first_seeds + 1 looks. A decision made at a look is
 final: the configuration gets no more seeds and is not tested again.
 
-Error control over the looks and the configurations, for any dependence between them:
-- Over the K looks, a fixed nominal boundary from the Bonferroni inequality: every look tests at
-  alpha / K (the difference test two-sided, each of TOST's one-sided tests alike). Whatever the
-  correlation between the looks, P(any false rejection at any look) <= sum over looks of alpha / K
-  = alpha. This is conservative next to Pocock's (1977) constant boundary, which spends the same
-  alpha over the looks but needs the joint distribution of the t statistics; here the boundary
-  holds exactly for t statistics with any df and for looks at unequal information, e.g. when a
-  seed fails and a configuration has fewer pairs at a look than planned.
+Error control over the looks and the configurations, for any dependence between them. The
+design's `method` says how alpha is spent over the looks:
+- "obrien_fleming" (new studies' default) or "pocock": a group-sequential boundary from an
+  alpha-spending function (Lan & DeMets 1983; src/core/spending.py), at the looks a comparison
+  actually reaches: information fraction n / max_seeds for its n pairs, so a failed seed only
+  moves the look. O'Brien-Fleming-type spends almost nothing at the first looks and keeps the
+  last look's level near alpha; Pocock-type spends about evenly. The boundaries are those of z
+  statistics (known variance); the t statistics here are held to them by their nominal level:
+  look k rejects when the t-test's p-value is below the boundary's fixed-sample p-value
+  (2 (1 - Phi(c_k)) two-sided, 1 - Phi(c_k) for each of TOST's one-sided tests at its own
+  one-sided boundary), i.e. |t| beyond the t quantile of the look's df at that level. This is an
+  approximation (the joint law of t statistics with few df is not that of the z's):
+  tests/test_decide.py shows by simulation that the error rates stay within alpha at the
+  project's margin (1.25 sd), for normal and heavy-tailed (t, 3 df) differences, but NOT when
+  the margin is so narrow that no study stops early as "equivalent": then 0.057
+  (O'Brien-Fleming) and 0.063 (Pocock) at alpha 0.05 over 3-10 seeds (a strict xfail test
+  records it). Reported p-values are then unadjusted; a
+  comparison is rejected when p < alpha_diff, its boundary's level at its Holm share.
+- "bonferroni" (designs recorded before the spending functions; they keep it, so a committed
+  study decides as it did): a fixed nominal boundary from the Bonferroni inequality: every look
+  tests at alpha / K (the difference test two-sided, each of TOST's one-sided tests alike).
+  Whatever the correlation between the looks, P(any false rejection at any look) <= sum over
+  looks of alpha / K = alpha, exactly for t statistics with any df and unequal looks, but
+  conservative. Reported p-values are Holm-adjusted and rejected below look_alpha.
 - Over the configurations of a look, Holm's (1979) step-down procedure at the look's level. The
   family of a look is every hypothesis not yet rejected, including those of configurations that
   were closed earlier for the other reason (an "equivalent" configuration still holds its share
   of the difference family, a plain "better" one its share of the TOST family; they count with
   p = 1). A rejected hypothesis passes its share on to the others, as in Holm's procedure.
   This is the group-sequential Holm procedure of the graphical approach (Maurer & Bretz 2013,
-  with the Bonferroni boundary above as each hypothesis' group-sequential test), so the
+  with the boundary above at the hypothesis' share as its group-sequential test), so the
   family-wise error rate of each kind of claim, "differs from the baseline" and "is equivalent to
   the baseline", stays <= alpha over all looks and all configurations. Counting only the
   configurations still open would not be valid: closing true nulls as "equivalent" would shrink
   the family and loosen the test of the others.
 tests/test_decide.py shows the error rates by simulation through `simulate_study`, which runs the
-same loop (`run_sequential`) the sweep runs, and shows that without the correction over the looks
-the false-difference rate exceeds alpha.
+same loop (`run_sequential`) the sweep runs, and shows that with a boundary that ignores the looks
+the false-difference and false-equivalence rates exceed alpha.
 
 References: S. Holm (1979), A simple sequentially rejective multiple test procedure, Scand. J.
 Statist. 6:65-70. S. J. Pocock (1977), Group sequential methods in the design and analysis of
 clinical trials, Biometrika 64:191-199. D. J. Schuirmann (1987), A comparison of the two one-sided
 tests procedure and the power approach for assessing the equivalence of average bioavailability,
 J. Pharmacokin. Biopharm. 15:657-680. W. Maurer & F. Bretz (2013), Multiple testing in group
-sequential trials using graphical approaches, Stat. Biopharm. Res. 5:311-320. D. Lakens (2017),
-Equivalence tests: a practical primer for t tests, correlations, and meta-analyses, Soc. Psychol.
+sequential trials using graphical approaches, Stat. Biopharm. Res. 5:311-320. K. K. G. Lan & D. L.
+DeMets (1983), Discrete sequential boundaries for clinical trials, Biometrika 70:659-663. D. Lakens
+(2017), Equivalence tests: a practical primer for t tests, correlations, and meta-analyses, Soc. Psychol.
 Personal. Sci. 8:355-362.
 
 Units: differences and the margin are in the metric's own units (accuracy fractions); labels print
@@ -67,6 +84,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize, special
 
+from src.core import spending
 from src.core.stats import holm
 
 VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
@@ -77,6 +95,11 @@ SEEDS_CAP = 1_000_000  # a larger sample size is reported as not estimable (None
 # two equal accuracies may differ by ~1e-7; an accuracy's resolution is 1 / (validation images),
 # far above this. Without it, two equal paired differences had an sd of ~1e-8 and a "decisive" t.
 TIE = 1e-6
+# How a design spends alpha over its looks (module docstring). A design recorded without a method
+# ran before the spending functions existed: it keeps deciding by Bonferroni over the looks.
+LEGACY_METHOD = "bonferroni"
+DEFAULT_METHOD = "obrien_fleming"  # new studies (sweeps.yaml's default)
+METHODS = (LEGACY_METHOD, *spending.SPENDING)
 
 
 # --- the design ------------------------------------------------------------------------------
@@ -89,6 +112,7 @@ class Design:
     first_seeds: int  # seeds every configuration gets before the first look
     max_seeds: int  # the most seeds a configuration gets
     alpha: float = 0.05  # family-wise error rate of each kind of claim, over all looks
+    method: str = LEGACY_METHOD  # one of METHODS: how alpha is spent over the looks
 
     def __post_init__(self):
         for name in ("first_seeds", "max_seeds"):
@@ -101,6 +125,8 @@ class Design:
             raise ValueError(f"max_seeds ({self.max_seeds}) must be >= first_seeds ({self.first_seeds})")
         if not (isinstance(self.alpha, int | float) and 0.0 < self.alpha < 1.0):
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
 
     @property
     def looks(self) -> int:
@@ -108,9 +134,54 @@ class Design:
         return self.max_seeds - self.first_seeds + 1
 
     @property
+    def spends(self) -> bool:
+        """Whether the looks' boundaries come from an alpha-spending function."""
+        return self.method != LEGACY_METHOD
+
+    @property
     def look_alpha(self) -> float:
-        """The nominal alpha of each look: alpha / looks (Bonferroni over the looks)."""
-        return self.alpha / self.looks
+        """The nominal alpha of each look: alpha / looks (Bonferroni over the looks); nan for a
+        spending design, whose nominal level changes from look to look (`nominal`)."""
+        return math.nan if self.spends else self.alpha / self.looks
+
+    def nominal(self, level: float, counts: Sequence[int], sides: int = 2) -> float:
+        """The nominal level of a comparison's latest look, for a hypothesis whose share of the
+        family's alpha is `level` (Holm's alpha / m): the fixed-sample p-value (two-sided for
+        `sides` = 2, one-sided for TOST's tests) below which this look rejects. `counts`: the
+        comparison's pairs at each of its looks so far, the latest last. Bonferroni: level /
+        looks at every look. Spending: the boundary at information fractions n / max_seeds."""
+        if not self.spends:
+            return level / self.looks
+        fractions = information(counts, self.max_seeds)
+        if not fractions:
+            return 0.0
+        return _nominal(self.method, level / sides, fractions, sides)
+
+    def planned_levels(self) -> tuple[float, ...]:
+        """The nominal two-sided level of each planned look (first_seeds, first_seeds + 1, ...
+        pairs) of one comparison at the full alpha."""
+        counts = list(range(self.first_seeds, self.max_seeds + 1))
+        return tuple(self.nominal(self.alpha, counts[:k]) for k in range(1, self.looks + 1))
+
+
+def information(counts: Sequence[int], max_seeds: int) -> tuple[float, ...]:
+    """The information fractions n / max_seeds of a comparison's looks (`counts`: its pairs at
+    each look). A look with no more pairs than the one before it (failed seeds) adds no
+    information: it is the same point of the boundary, tested again at the current level. More
+    pairs than max_seeds count as the full information (fraction 1)."""
+    out: list[float] = []
+    last = 0
+    for n in counts:
+        n = min(int(n), max_seeds)
+        if n > last:
+            out.append(n / max_seeds)
+            last = n
+    return tuple(out)
+
+
+@lru_cache(maxsize=65536)
+def _nominal(method: str, a: float, fractions: tuple[float, ...], sides: int) -> float:
+    return spending.nominal_levels(method, a, fractions, sides)[-1]
 
 
 # --- one decision ----------------------------------------------------------------------------
@@ -125,8 +196,10 @@ class Decision:
     ci_high: float
     tost_low: float  # the (1 - 2 alpha_tost) interval TOST uses
     tost_high: float
-    p_value: float  # two-sided p of the difference, Holm-adjusted within the look's family
-    p_tost: float  # TOST p (the larger one-sided p), Holm-adjusted the same way
+    # Bonferroni designs: Holm-adjusted within the look's family, rejected below look_alpha.
+    # Spending designs: unadjusted, rejected below alpha_diff / alpha_tost (the boundary's level).
+    p_value: float  # two-sided p of the difference
+    p_tost: float  # TOST p (the larger one-sided p)
     n: int  # pairs (seeds) used; Welch: the smaller group
     sd: float  # sd of the paired differences; Welch: sqrt(var_c + var_b), the sd of one seed's difference
     seeds_needed: int | None  # undecided only: seeds per configuration that would decide it at 80% power
@@ -134,8 +207,11 @@ class Decision:
     mdd: float  # minimum detectable difference at the current n (80% power, level alpha_diff)
     margin: float
     look: int  # 1-based look at which the decision was made
-    alpha_diff: float = math.nan  # the level this comparison's difference test had (look_alpha, Holm)
-    alpha_tost: float = math.nan  # the level of each of its one-sided TOST tests
+    # The nominal level this comparison's difference test had at this look (its Holm share of
+    # the look's level; for a spending design, its boundary's): rejected iff the unadjusted p <
+    # alpha_diff iff the (1 - alpha_diff) interval excludes 0.
+    alpha_diff: float = math.nan
+    alpha_tost: float = math.nan  # the same for each of its one-sided TOST tests
 
     def label(self) -> str:
         """The verdict in words for a report, e.g. "equivalent within ±0.50 points"."""
@@ -422,6 +498,30 @@ def _holm_step(p: list[float], held: int, level: float) -> tuple[list[float], li
     return adjusted, rejected, levels
 
 
+def _spending_step(p: list[float], held: int, alpha: float,
+                   nominal: Callable[[int, float], float]) -> tuple[list[bool], list[float]]:
+    """Holm's step-down over group-sequential tests (Maurer & Bretz 2013 with Holm's weights):
+    with r hypotheses rejected so far, each open one has the share alpha / (m - r) of the family
+    (m = len(p) + held, the held ones never rejected), and its look rejects when its p is below
+    `nominal(i, share)`, the nominal level of its boundary at that share. The one furthest below
+    its level is rejected first and passes its share on; it stops at the first step with none.
+    Which are rejected, and the level each one was tested at (the failing step's for the rest)."""
+    m = len(p) + held
+    rejected, levels = [False] * len(p), [0.0] * len(p)
+    open_ = list(range(len(p)))
+    while open_:
+        share = alpha / (m - sum(rejected))
+        at = {i: nominal(i, share) for i in open_}
+        best = min(open_, key=lambda i: p[i] / at[i] if at[i] > 0.0 else math.inf)
+        if not p[best] < at[best]:
+            for i in open_:
+                levels[i] = at[i]
+            break
+        rejected[best], levels[best] = True, at[best]
+        open_.remove(best)
+    return rejected, levels
+
+
 def _plan(t: TStat, margin: float, alpha_diff: float, alpha_tost: float) -> tuple[int | None, str]:
     n_diff = seeds_for_difference(t.est, t.sd, alpha_diff)
     n_eq = seeds_for_equivalence(t.est, t.sd, margin, alpha_tost)
@@ -430,11 +530,14 @@ def _plan(t: TStat, margin: float, alpha_diff: float, alpha_tost: float) -> tupl
 
 
 def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look: int,
-                 decided: Mapping[str, Decision] | None = None, plan: bool = True) -> dict[str, Decision]:
+                 decided: Mapping[str, Decision] | None = None, plan: bool = True,
+                 counts: Mapping[str, Sequence[int]] | None = None) -> dict[str, Decision]:
     """The decisions at look `look` of the comparisons in `tests` (the ones still open), each a
     `paired_t` or a `welch_t`. `decided`: the decisions made at earlier looks; those whose null was
     not rejected keep their share of its Holm family (module docstring). `plan=False` skips
-    seeds_needed and mdd (the simulations do not need them; the decisions are the same)."""
+    seeds_needed and mdd (the simulations do not need them; the decisions are the same).
+    `counts` (spending designs): each comparison's pairs at its looks so far, this look's last;
+    by default the planned first_seeds, first_seeds + 1, ... at the earlier looks."""
     _check_margin(margin)
     if not (isinstance(look, int) and 1 <= look <= design.looks):
         raise ValueError(f"look must be an integer in 1..{design.looks}, got {look!r}")
@@ -443,7 +546,7 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
     if both:
         raise ValueError(f"configurations both open and decided: {both}")
     names = list(tests)
-    level = design.look_alpha
+    level = design.alpha if design.spends else design.look_alpha
     if level >= 0.5:  # TOST's one-sided tests at >= 0.5 would be meaningless
         raise ValueError(f"the look's alpha must be < 0.5, got {level}")
     stats = [tests[c] for c in names]
@@ -452,8 +555,18 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
     p_eq = [_p_tost(t, margin) if ok else 1.0 for t, ok in zip(stats, testable)]
     held_diff = sum(d.verdict not in ("better", "worse") for d in decided.values())
     held_eq = sum(not (d.verdict == "equivalent" or d.below_margin) for d in decided.values())
-    adj_diff, rej_diff, a_diff = _holm_step(p_diff, held_diff, level)
-    adj_eq, rej_eq, a_eq = _holm_step(p_eq, held_eq, level)
+    if design.spends:
+        counts = counts or {}
+        planned = [design.first_seeds + j for j in range(look - 1)]
+        seen = [list(counts[c]) if c in counts else planned + [t.n] for c, t in zip(names, stats)]
+        rej_diff, a_diff = _spending_step(p_diff, held_diff, level,
+                                          lambda i, share: design.nominal(share, seen[i], 2))
+        rej_eq, a_eq = _spending_step(p_eq, held_eq, level,
+                                      lambda i, share: design.nominal(share, seen[i], 1))
+        adj_diff, adj_eq = p_diff, p_eq  # compared with the levels a_diff, a_eq
+    else:
+        adj_diff, rej_diff, a_diff = _holm_step(p_diff, held_diff, level)
+        adj_eq, rej_eq, a_eq = _holm_step(p_eq, held_eq, level)
 
     out = {}
     for i, (c, t) in enumerate(zip(names, stats)):
@@ -516,6 +629,7 @@ def run_sequential(draw: Draw, configs: Sequence[str], margin: float, design: De
     if len(set(configs)) != len(configs):
         raise ValueError(f"duplicate configurations in {configs}")
     pairs: dict[str, list[float]] = {c: [] for c in configs}
+    counts: dict[str, list[int]] = {c: [] for c in configs}  # pairs at each look
     seeds_run = dict.fromkeys(configs, 0)
     final: dict[str, Decision] = {}
     todo, seeds = configs, list(range(design.first_seeds))
@@ -527,8 +641,9 @@ def run_sequential(draw: Draw, configs: Sequence[str], margin: float, design: De
                 raise ValueError(f"draw returned {len(values)} differences for {c!r}, expected {len(seeds)}")
             pairs[c].extend(v for v in values if not math.isnan(v))
             seeds_run[c] += len(seeds)
+            counts[c].append(len(pairs[c]))
         decisions = decide_tests({c: paired_t(pairs[c]) for c in todo}, margin, design, look, final,
-                                 plan=plan)
+                                 plan=plan, counts=counts)
         if on_look is not None:
             on_look(look, decisions)
         final.update({c: d for c, d in decisions.items() if is_final(d, design)})
@@ -540,10 +655,17 @@ def run_sequential(draw: Draw, configs: Sequence[str], margin: float, design: De
 
 
 def simulate_study(rng: np.random.Generator, true_diffs: Mapping[str, float], sd: float, margin: float,
-                   design: Design, plan: bool = False) -> dict[str, Decision]:
-    """One simulated sequential study through `run_sequential`: independent normal paired
-    differences with mean true_diffs[config] and this sd."""
+                   design: Design, plan: bool = False, df: float = math.inf) -> dict[str, Decision]:
+    """One simulated sequential study through `run_sequential`: independent paired differences
+    with mean true_diffs[config] and this sd, normal, or Student's t with `df` > 2 degrees of
+    freedom (heavy tails) scaled to this sd."""
+    if not df > 2.0:
+        raise ValueError(f"df must be > 2 (a finite variance), got {df!r}")
+    scale = sd if math.isinf(df) else sd * math.sqrt((df - 2.0) / df)
+
     def draw(configs: list[str], seeds: list[int]) -> dict[str, np.ndarray]:
-        return {c: rng.normal(true_diffs[c], sd, len(seeds)) for c in configs}
+        if math.isinf(df):
+            return {c: rng.normal(true_diffs[c], sd, len(seeds)) for c in configs}
+        return {c: true_diffs[c] + scale * rng.standard_t(df, len(seeds)) for c in configs}
 
     return run_sequential(draw, list(true_diffs), margin, design, plan=plan)

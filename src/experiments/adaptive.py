@@ -86,9 +86,12 @@ def replay(values: dict[str, dict[int, float]], baseline: str, configs: list[str
 
 
 def design_fields(design: decide.Design, margin: float) -> dict:
-    """A design as it is recorded: here by the clone, beside a committed study by the study."""
+    """A design as it is recorded: here by the clone, beside a committed study by the study. A
+    Bonferroni design is recorded without its method, as before there were others, so that its
+    committed design.json stays as it was (a record without one reads as Bonferroni)."""
+    method = {"method": design.method} if design.spends else {}
     return {"seeds": design.first_seeds, "max_seeds": design.max_seeds, "margin": margin,
-            "alpha": design.alpha}
+            "alpha": design.alpha, **method}
 
 
 def record_design(name: str, design: decide.Design, margin: float) -> None:
@@ -140,8 +143,11 @@ def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.
     high = sweep_runner.estimated_wall([e for e in every if e.name not in done], base, jobs, cache)
     print(f"then up to {following} more round(s), each adding one seed to the baseline "
           f"and to every configuration still undecided (margin ±{100 * sweep.design.margin:.2g} "
-          f"points, {design.looks} looks at alpha {design.alpha} / {design.looks} = "
-          f"{design.look_alpha:.4g} each): at most {len(every) - len(done)} more experiments")
+          f"points, {design.looks} looks at "
+          + (f"nominal levels {', '.join(f'{a:.2g}' for a in design.planned_levels())} "
+             f"({design.method} alpha spending, alpha {design.alpha})" if design.spends else
+             f"alpha {design.alpha} / {design.looks} = {design.look_alpha:.4g} each")
+          + f"): at most {len(every) - len(done)} more experiments")
     print(f"estimated wall time on {jobs} worker(s): this round {estimate.describe(low)}; if "
           f"every configuration needs {design.max_seeds} seeds, {estimate.describe(high)} "
           "(src/experiments/estimate.py)")
@@ -160,7 +166,7 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     if not 2 <= first <= last:
         raise TunelabError(f"--seeds {first} --max-seeds {last}: need 2 <= --seeds <= "
                            "--max-seeds")
-    design = decide.Design(first, last)
+    design = decide.Design(first, last, method=sweep.design.method)
     labels = [sweep.label(c) for c in sweep.configs]
     for warning in sweep_spec.config_warnings(sweep_spec.expand(sweep, 1, base, extra), base):
         print(warning, file=sys.stderr)

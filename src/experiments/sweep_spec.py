@@ -21,12 +21,12 @@ from typing import Any
 
 import yaml
 
-from src.core import identity, naming, params, paths
+from src.core import decide, identity, naming, params, paths
 from src.core.errors import ParamError, TunelabError
 from src.core.naming import config_label, format_value
 
 DEFAULTS = "defaults"  # the sweeps.yaml entry that holds every sweep's StudyDesign defaults
-DESIGN_FIELDS = ("margin", "seeds", "max_seeds")
+DESIGN_FIELDS = ("margin", "seeds", "max_seeds", "method")
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,12 @@ class StudyDesign:
 
     ``margin``: the smallest difference in CV accuracy that matters (a fraction: 0.005 = 0.5
     accuracy points); smaller differences can be shown `equivalent`. ``seeds``: the seeds every
-    configuration gets first; ``max_seeds``: the most `sweep run --until-decided` gives one."""
+    configuration gets first; ``max_seeds``: the most `sweep run --until-decided` gives one;
+    ``method``: how alpha is spent over the looks (src/core/decide.py, METHODS)."""
     margin: float = 0.005
     seeds: int = 3
     max_seeds: int = 10
+    method: str = decide.DEFAULT_METHOD
 
 
 def parse_design(where: str, spec: dict, inherited: StudyDesign) -> StudyDesign:
@@ -55,7 +57,10 @@ def parse_design(where: str, spec: dict, inherited: StudyDesign) -> StudyDesign:
             raise ParamError(f"{where}: {key} = {value!r} must be an integer in [2, 100]")
     if max_seeds < seeds:
         raise ParamError(f"{where}: max_seeds = {max_seeds} must be at least seeds = {seeds}")
-    return StudyDesign(float(margin), seeds, max_seeds)
+    method = values.get("method", inherited.method)
+    if method not in decide.METHODS:
+        raise ParamError(f"{where}: method = {method!r}; allowed: {', '.join(decide.METHODS)}")
+    return StudyDesign(float(margin), seeds, max_seeds, method)
 
 
 @dataclass(frozen=True)

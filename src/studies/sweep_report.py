@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from src.core import naming
+from src.core import decide, naming
 from src.core.naming import format_value
 from src.core.status import Status, usable
 from src.experiments import sweep_spec
@@ -24,12 +24,15 @@ def fmt(value, spec: str = ".4f", scale: float = 1.0) -> str:
         else "n/a"
 
 
+SPENDING_NAMES = {"obrien_fleming": "O'Brien–Fleming", "pocock": "Pocock"}
+
+
 def md_table(header: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
             *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
 
 
-def finding(row, baseline: str) -> str:
+def finding(row, baseline: str, spends: bool = False) -> str:
     """e.g. "dropout=0.5: equivalent to dropout=0.3 within ±0.50 points (diff -0.10 points,
     interval -0.35…+0.15, TOST p = 0.004; 6 seeds, decided at look 4)"."""
     decision = str(row.decision)
@@ -49,8 +52,10 @@ def finding(row, baseline: str) -> str:
     if not np.isfinite(row.diff):
         return f"{row.config}: {said}"
     return (f"{row.config}: {said} (diff {fmt(row.diff, '+.2f', 100)} points, interval "
-            f"{fmt(row.diff_ci_low, '+.2f', 100)}…{fmt(row.diff_ci_high, '+.2f', 100)}, p (Holm) "
-            f"{fmt(row.p_holm, '.2g')}, TOST p {fmt(row.p_tost, '.2g')}; "
+            f"{fmt(row.diff_ci_low, '+.2f', 100)}…{fmt(row.diff_ci_high, '+.2f', 100)}, "
+            + (f"p {fmt(row.p_holm, '.2g')} at level {fmt(row.alpha_diff, '.2g')}" if spends else
+               f"p (Holm) {fmt(row.p_holm, '.2g')}")
+            + f", TOST p {fmt(row.p_tost, '.2g')}; "
             f"{int(row.seeds_used)} seeds, look {int(row.look)})")
 
 
@@ -84,19 +89,28 @@ def overrides_line(name: str, overrides: dict) -> str:
             f"params are not part of this study (`python -m src.study {name} {sets}`).")
 
 
-def design_lines(summary: pd.DataFrame, source: str, compute: dict | None) -> list[str]:
+def design_lines(summary: pd.DataFrame, source: str, compute: dict | None,
+                 design: decide.Design | None = None) -> list[str]:
     """The margin, the design and its looks, and the compute the study took."""
     first = summary.iloc[0]
     margin, looks = float(first["margin"]), int(first["looks"])
+    if design is not None and design.spends:
+        how = (f"**Design**: {source}; up to {looks} look(s), {int(first['looks_taken'])} taken, "
+               f"at the seed counts reached; alpha {design.alpha} over all looks by "
+               f"{SPENDING_NAMES[design.method]}-type alpha spending (Lan–DeMets; information "
+               f"fraction seeds / {design.max_seeds}), Holm over the comparisons of a look "
+               "(src/core/decide.py). Nominal two-sided levels of one comparison at the planned "
+               f"looks: {', '.join(fmt(a, '.2g') for a in design.planned_levels())}.")
+    else:
+        how = (f"**Design**: {source}; {looks} look(s) at alpha {fmt(first['look_alpha'], '.3g')} "
+               f"each (alpha 0.05 over all looks: Bonferroni over the looks, Holm over the "
+               f"comparisons of a look; src/core/decide.py), {int(first['looks_taken'])} taken.")
     lines = [f"**Margin** ±{100 * margin:.2g} accuracy points: the smallest difference that "
              "matters. **Verdicts** against the baseline: *better* / *worse* when the difference's "
              "interval excludes 0, *equivalent* when two one-sided tests (TOST) show it within "
              "±margin, *undecided* otherwise (with the seeds per configuration that would decide "
              "it at 80% power, from the observed sd of the paired differences).",
-             "",
-             f"**Design**: {source}; {looks} look(s) at alpha {fmt(first['look_alpha'], '.3g')} "
-             f"each (alpha 0.05 over all looks: Bonferroni over the looks, Holm over the "
-             f"comparisons of a look; src/core/decide.py), {int(first['looks_taken'])} taken."]
+             "", how]
     if compute:
         saved = 1 - compute["fold_epochs"] / compute["fixed_fold_epochs"] \
             if compute["fixed_fold_epochs"] else math.nan
@@ -122,7 +136,8 @@ def seeds_note(row) -> str:
 def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.DataFrame,
                   anova: pd.DataFrame | None, note: str, figures: list[str],
                   design_source: str = "", compute: dict | None = None,
-                  overrides: dict | None = None) -> str:
+                  design: decide.Design | None = None, overrides: dict | None = None) -> str:
+    spends = design is not None and design.spends
     base = sweep.baseline_label
     states = ", ".join(f"{n} {s}" for s, n in frame["state"].value_counts().items())
     seeds = sorted(usable(frame)["seed"].unique().tolist())
@@ -151,19 +166,23 @@ def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.Data
              *([overrides_line(sweep.name, overrides), ""] if overrides else []),
              "**Selection uses CV validation accuracy** (per experiment: the mean over its folds, "
              "final epoch). The test set only confirms the chosen configuration; it was not used "
-             "to rank.", "", *design_lines(summary, design_source, compute), "", "## Results", "",
+             "to rank.", "", *design_lines(summary, design_source, compute, design), "", "## Results", "",
              "Mean ± sd and 95% CI over seeds (n completed seeds; diverged and failed runs "
              "excluded; `seeds` = those the decision used). Differences with the baseline in "
              "accuracy points, with their interval at the study's corrected level: paired t-test "
-             "on the shared seeds, Welch where the seeds differ; p and TOST p Holm-adjusted over "
-             "the sweep's comparisons; effect: d_z (paired) or Hedges' g.", "",
+             "on the shared seeds, Welch where the seeds differ; "
+             + ("p and TOST p unadjusted, each decided against its comparison's boundary at its "
+                "look and Holm share (`alpha_diff` in summary.csv)" if spends else
+                "p and TOST p Holm-adjusted over the sweep's comparisons")
+             + "; effect: d_z (paired) or Hedges' g.", "",
              *md_table(["configuration", "seeds", "CV val acc", "95% CI", "test acc", "params",
-                        "s/epoch", "train−val gap", "diff [interval]", "test", "p (Holm)",
+                        "s/epoch", "train−val gap", "diff [interval]", "test",
+                        "p" if spends else "p (Holm)",
                         "TOST p", "effect", "verdict"], rows), "", "## Findings", "",
              f"- Best by CV validation accuracy: `{best.config}`, {fmt(best.cv_mean)} (95% CI "
              f"{fmt(best.cv_ci_low)}–{fmt(best.cv_ci_high)}, n = {best.n}); test accuracy, as "
              f"confirmation only: {fmt(best.test_mean)} ± {fmt(best.test_std)}.",
-             *(f"- {finding(r, base)}" for r in summary.itertuples() if r.config != base)]
+             *(f"- {finding(r, base, spends)}" for r in summary.itertuples() if r.config != base)]
     if anova is not None or note:
         lines += ["", "## Two-way ANOVA (type II, CV validation accuracy per experiment)", ""]
         lines += [note] if note else [*md_table(

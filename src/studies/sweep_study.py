@@ -160,19 +160,21 @@ def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None =
     committed study whose experiments these include (``committed``: its DESIGN_FILE), else, when
     every configuration has the same seeds, a fixed design (one look at alpha), else the sweep's
     own (sweeps.yaml). The margin: ``margin``, else the record's or committed design's, else the
-    sweep's."""
+    sweep's. The method (how alpha is spent over the looks): the record's or committed design's,
+    Bonferroni when it names none (it was recorded before there were others), else the sweep's."""
     known = record or committed or {}
     margin = margin if margin is not None else known.get("margin", sweep.design.margin)
     if seeds is not None or max_seeds is not None:
         first = seeds if seeds is not None else sweep.design.seeds
         last = max_seeds if max_seeds is not None else sweep.design.max_seeds
-        return Plan(_design(first, last), margin, f"--seeds {first} --max-seeds {last}", True)
+        return Plan(_design(first, last, sweep.design.method), margin,
+                    f"--seeds {first} --max-seeds {last}", True)
     if record:
-        return Plan(_design(record["seeds"], record["max_seeds"]), margin,
+        return Plan(_design(record["seeds"], record["max_seeds"], _method(record)), margin,
                     "the design `sweep run --until-decided` recorded in this clone "
                     f"(.tunelab/sweeps/{sweep.name}.design.json)", True)
     if committed:
-        return Plan(_design(committed["seeds"], committed["max_seeds"]), margin,
+        return Plan(_design(committed["seeds"], committed["max_seeds"], _method(committed)), margin,
                     "the design of the committed study whose experiments these include "
                     f"({paths.STUDY_REPORTS}/{sweep.name}/{DESIGN_FILE})", True)
     sets = set(seed_sets(frame).values())
@@ -180,7 +182,7 @@ def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None =
         n = len(next(iter(sets))) if sets else 0
         return Plan(_design(2, 2), margin, f"a fixed design: {n} seeds per configuration, one "
                     "look", False)
-    return Plan(_design(sweep.design.seeds, sweep.design.max_seeds), margin,
+    return Plan(_design(sweep.design.seeds, sweep.design.max_seeds, sweep.design.method), margin,
                 f"sweeps.yaml's design of {sweep.name}", True)
 
 
@@ -191,11 +193,16 @@ def design_json(plan: Plan) -> str:
     return json.dumps(adaptive.design_fields(plan.design, plan.margin), indent=2) + "\n"
 
 
-def _design(first: int, last: int) -> decide.Design:
+def _method(recorded: dict) -> str:
+    return recorded.get("method", decide.LEGACY_METHOD)
+
+
+def _design(first: int, last: int, method: str = decide.LEGACY_METHOD) -> decide.Design:
     try:
-        return decide.Design(first, last)
+        return decide.Design(first, last, method=method)
     except ValueError as error:
-        raise TunelabError(f"study design --seeds {first} --max-seeds {last}: {error}") from None
+        raise TunelabError(f"study design --seeds {first} --max-seeds {last} (method {method!r}): "
+                           f"{error}") from None
 
 
 def values_by_seed(frame: pd.DataFrame) -> dict[str, dict[int, float]]:
@@ -406,7 +413,8 @@ def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
     design = {DESIGN_FILE: design_json(plan)} if plan.adaptive else {}
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns="others"),
             "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
-                                       compute(frame, summary, plan), overrides),
+                                       compute(frame, summary, plan),
+                                       plan.design if plan.adaptive else None, overrides),
             **design, **built}
 
 
