@@ -326,14 +326,15 @@ def run_canary(tree: Path, params: dict, env: dict[str, str], prepared: dict | N
     shutil.rmtree(tree / paths.EVALUATE_REPORTS, ignore_errors=True)
     skip_prepare = prepared == params["prepare"] and (tree / paths.PREPARED).exists()
     for words in commands[1:] if skip_prepare else commands:
+        shown = shlex.join(["python", *words[1:]] if words[0] == sys.executable else words)
         try:
             done = subprocess.run(words, cwd=tree, env=env, capture_output=True, text=True,
                                   timeout=STAGE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise Failed(f"`{shlex.join(words[1:])}` still running after {STAGE_TIMEOUT_S} s") from None
+            raise Failed(f"`{shown}` still running after {STAGE_TIMEOUT_S} s") from None
         if done.returncode != 0:
             last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-            raise Failed(f"`{shlex.join(words[1:])}` failed (exit {done.returncode}): {last}")
+            raise Failed(f"`{shown}` failed (exit {done.returncode}): {last}")
     try:
         outputs: dict = {"metrics": json.loads((tree / paths.METRICS).read_text())}
     except (OSError, ValueError) as error:
@@ -361,7 +362,8 @@ def same_numbers(commit: str, configs: list[dict], root: Path = Path(".")) -> bo
     bit-identical numbers for the canary of every configuration in ``configs`` (each a full
     params.yaml mapping, as that commit ran it): True if they do (also for no configs), False as
     soon as one differs, None when it cannot tell (this clone lacks the commit, a stage of either
-    code fails). One line per configuration on stderr."""
+    code fails). One line per configuration on stderr. TunelabError if a configuration has no
+    ``prepare:`` or ``train:`` mapping."""
     root = Path(root).resolve()
     canaries = [canary_params(config) for config in configs]
     full = resolve(commit, root)
