@@ -144,8 +144,16 @@ def test_only_usable_rows_of_a_same_pipeline_commit_are_carried(repo, legacy):
     assert found[f"s--{NEAR}--s1"].cv_accuracy == 0.9      # the current commit's wins
     assert f"s--{FAR}--s0" not in found
 
-    edit("src/train.py", "# train", "# train, changed")
-    assert carried.outcomes("s", live) == live
+    edit("src/train.py", "# train", "# train, changed")  # the text differs: a canary decides
+    asked = []
+    assert carried.outcomes("s", live, run_canary=lambda c, cfg: asked.append((c, cfg))) == live
+    # one canary per configuration of the commit (its first usable seed), on the commit's params
+    configs = {SWEEP.label(c): c for c in SWEEP.configs}
+    assert asked == [(repo, [sweep_spec.apply(BASE, configs[BASELINE] | {"train.seed": 0}),
+                             sweep_spec.apply(BASE, configs[NEAR] | {"train.seed": 1})])]
+    same = carried.outcomes("s", live, run_canary=lambda c, cfg: True)
+    assert same == merged  # the same numbers on both codes: the evidence survives the edit
+    assert carried.outcomes("s", live, run_canary=lambda c, cfg: None) == live  # cannot tell
 
 
 def test_rows_count_for_the_experiments_of_their_params_only(repo):

@@ -10,9 +10,12 @@ ran from (column ``baseline``). A committed row counts as run for an experiment 
 
 - its identity is the asked experiment's: the same params, params.yaml's defaults, the sweep's
   configuration and every ``--set`` applied (matching is by identity, never by name); and
-- its commit and the working tree agree on the code that makes the numbers (:func:`fingerprint`):
-  the ``.py`` deps of the stages prepare, train and evaluate in dvc.yaml, those stages themselves,
-  and requirements.txt (the pinned libraries).
+- its commit's code makes the numbers the working tree's makes (:func:`same_code`): at once when
+  the two agree on the text of that code (:func:`fingerprint`: the ``.py`` deps of the stages
+  prepare, train and evaluate in dvc.yaml, those stages themselves, and requirements.txt);
+  otherwise when a canary of each of the commit's configurations gives bit-identical numbers on
+  both codes (src/experiments/canary.py). So a comment, a refactor or a new metric in `evaluate`
+  keeps a committed study's evidence, and a change that moves the numbers drops it.
 
 A row without an ``identity`` (a study written before the column existed) gets the identity of
 its configuration and seed on its own commit's params.yaml and sweeps.yaml, as it ran: no
@@ -32,6 +35,7 @@ import hashlib
 import json
 import math
 import subprocess
+import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -90,10 +94,9 @@ def fingerprint(read: Reader) -> str | None:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def legacy_identities(read: Reader, sweep: str) -> Callable[[str, int], str | None]:
-    """For rows written before experiments.csv had an ``identity``: the identity of a
-    configuration (by label) and seed as the tree that ``read`` reads defines them (its
-    params.yaml and its sweeps.yaml's ``sweep``); None where that tree cannot say."""
+def configurations(read: Reader, sweep: str) -> Callable[[str, int], dict | None]:
+    """The params.yaml content of a configuration (by label) and seed of ``sweep`` as the tree
+    that ``read`` reads defines them (its params.yaml and sweeps.yaml); None where it cannot say."""
     base, sweeps = _yaml(read(paths.PARAMS)), _yaml(read(paths.SWEEPS))
     spec = sweeps.get(sweep) if isinstance(sweeps, dict) else None
     try:
@@ -102,11 +105,28 @@ def legacy_identities(read: Reader, sweep: str) -> Callable[[str, int], str | No
         parsed = None
     configs = {parsed.label(c): c for c in parsed.configs} if parsed else {}
 
-    def of(label: str, seed: int) -> str | None:
+    def merged(label: str, seed: int) -> dict | None:
         if label not in configs:
             return None
-        return identity.of_or_none(sweep_spec.apply(base, configs[label] | {"train.seed": seed}))
-    return of
+        return sweep_spec.apply(base, configs[label] | {"train.seed": seed})
+    return merged
+
+
+Canary = Callable[[str, list[dict]], bool | None]  # canary.same_numbers(commit, configs)
+
+
+def same_code(commit: str, here: str, canary_configs: list[dict], run_canary: Canary) -> bool:
+    """Does ``commit``'s code make the numbers the working tree's makes? The same
+    :func:`fingerprint` (``here``) says yes at once; otherwise a canary of each configuration on
+    both codes decides (src/experiments/canary.py: bit for bit, at tiny fidelity, cached)."""
+    if fingerprint(read_commit(commit)) == here:
+        return True
+    if not canary_configs:
+        return False
+    print(f"carried: the code of {commit[:8]} differs from the working tree's in text; a canary "
+          f"of its {len(canary_configs)} configuration(s) decides whether its experiments still "
+          "count (src/experiments/canary.py)", file=sys.stderr, flush=True)
+    return run_canary(commit, canary_configs) is True
 
 
 def committed_rows(sweep: str) -> list[dict[str, str]]:
@@ -122,34 +142,39 @@ def committed_rows(sweep: str) -> list[dict[str, str]]:
 
 
 def carried_rows(sweep: str, live: Collection[str] = (),
-                 read_here: Reader = read_workspace) -> list[dict[str, str]]:
+                 read_here: Reader = read_workspace,
+                 run_canary: Canary | None = None) -> list[dict[str, str]]:
     """The committed rows of ``sweep`` that count as run, each with its ``identity``: not failed,
     of an identity that no experiment of the current commit has (``live``: the identities of
-    those that did not fail), and run from a commit whose :func:`fingerprint` is the working
-    tree's."""
+    those that did not fail), and run from a commit whose code makes the working tree's numbers
+    (:func:`same_code`; ``run_canary``: src/experiments/canary.py's ``same_numbers``)."""
     rows = committed_rows(sweep)
     here = fingerprint(read_here) if rows else None
     if here is None:
         return []
-    same: dict[str, bool] = {}
-    legacy: dict[str, Callable[[str, int], str | None]] = {}
-    kept = []
+    if run_canary is None:
+        from src.experiments import canary  # subprocesses and torch's versions: only when needed
+        run_canary = canary.same_numbers
+    by_commit: dict[str, list[dict[str, str]]] = {}
     for row in rows:
-        commit = row.get(BASELINE) or ""
-        if not commit or parse(row.get("state")) == Status.FAILED:
+        if row.get(BASELINE) and parse(row.get("state")) != Status.FAILED \
+                and _number(row.get("seed")) is not None:
+            by_commit.setdefault(row[BASELINE], []).append(row)
+    kept = []
+    for commit, its_rows in by_commit.items():
+        merged = configurations(read_commit(commit), sweep)
+        firsts = {}  # a canary per configuration, at its first seed
+        for row in sorted(its_rows, key=lambda r: int(_number(r["seed"]))):
+            firsts.setdefault(row.get("config") or "", merged(row.get("config") or "",
+                                                                int(_number(row["seed"]))))
+        if not same_code(commit, here, [c for c in firsts.values() if c is not None],
+                         run_canary):
             continue
-        if commit not in same:
-            same[commit] = fingerprint(read_commit(commit)) == here
-        if not same[commit]:
-            continue
-        ident = row.get(IDENTITY) or None
-        if ident is None:
-            if commit not in legacy:
-                legacy[commit] = legacy_identities(read_commit(commit), sweep)
-            seed = _number(row.get("seed"))
-            ident = legacy[commit](row.get("config") or "", int(seed)) if seed is not None else None
-        if ident is not None and ident not in live:
-            kept.append(row | {IDENTITY: ident})
+        for row in its_rows:
+            ident = row.get(IDENTITY) or identity.of_or_none(
+                merged(row.get("config") or "", int(_number(row["seed"]))))
+            if ident is not None and ident not in live:
+                kept.append(row | {IDENTITY: ident})
     return kept
 
 
@@ -161,13 +186,14 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def outcomes(sweep: str, live: dict[str, Outcome]) -> dict[str, Outcome]:
+def outcomes(sweep: str, live: dict[str, Outcome],
+             run_canary: Canary | None = None) -> dict[str, Outcome]:
     """``live`` (the current commit's outcomes) with the carried experiments of ``sweep`` added
     (those of an identity that no live experiment has, but for failed ones); a carried row whose
     name a live experiment has too (of other params) is keyed ``<name>@<commit>``."""
     done = {o.identity for o in live.values() if o.state != Status.FAILED and o.identity}
     carried = {}
-    for row in carried_rows(sweep, done):
+    for row in carried_rows(sweep, done, run_canary=run_canary):
         key = row["name"] if row["name"] not in live else f"{row['name']}@{row[BASELINE][:8]}"
         carried[key] = Outcome(row["name"], parse(row["state"]), _number(row.get("cv_accuracy")),
                                _number(row.get("train_seconds")), identity=row[IDENTITY])
