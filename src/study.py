@@ -39,7 +39,7 @@ Run    python -m src.study dropout              # after `python -m src.sweep run
 reports/study/ (experiments.csv of sweeps, trials.csv of searches) and reports/lr_find/
 suggestion.json, and writes reports/claims.md and reports/claims.csv (atomically; no DVC, no
 MLflow). The same files give the same bytes: no timestamps, fixed number formats. How a claim is
-decided: src/studies/claims_report.py.
+decided: src/studies/claim_decisions.py (the page: claims_report.py).
 """
 
 from __future__ import annotations
@@ -57,7 +57,14 @@ import pandas as pd
 from src.core import atomic, errors, params, paths
 from src.core.errors import TunelabError
 from src.experiments import claim_spec, dvc_queue, rdb, search_spec, sweep_spec
-from src.studies import claims_report, outputs, search_report, sweep_figures, sweep_study
+from src.studies import (
+    claim_decisions,
+    claims_report,
+    outputs,
+    search_report,
+    sweep_figures,
+    sweep_study,
+)
 
 CLAIMS = "claims"
 CSV_FLOATS = "%.6g"  # claims.csv: stable text for the same numbers
@@ -156,7 +163,7 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
     return True
 
 
-def read_studies(claims: claim_spec.Claims, root: Path = Path()) -> claims_report.Studies:
+def read_studies(claims: claim_spec.Claims, root: Path = Path()) -> claim_decisions.Studies:
     """The committed results the claims read: each sweep's experiments.csv, each replicate search's
     trials.csv, the LR range test's suggestion, and which report files exist (for the links)."""
     reports = root / paths.CLAIMS_REPORT.parent
@@ -173,8 +180,8 @@ def read_studies(claims: claim_spec.Claims, root: Path = Path()) -> claims_repor
     names = [*claims.sweeps, *trials]
     found = {f"study/{n}/report.md" for n in names if (reports / "study" / n / "report.md").is_file()}
     if suggestion is not None:
-        found.add(claims_report.LR_LINK)
-    return claims_report.Studies({k: v for k, v in experiments.items() if v is not None},
+        found.add(claim_decisions.LR_LINK)
+    return claim_decisions.Studies({k: v for k, v in experiments.items() if v is not None},
                                  {k: v for k, v in trials.items() if v is not None}, suggestion,
                                  frozenset(found))
 

@@ -18,7 +18,7 @@ from scipy import stats as sps
 from src.core import decide, errors, params
 from src.core.errors import ParamError
 from src.experiments import claim_spec, search_spec, sweep_spec
-from src.studies import claims_report
+from src.studies import claim_decisions, claims_report
 from tests.conftest import REPO
 
 BASE = params.read_yaml(REPO / "params.yaml")
@@ -163,14 +163,14 @@ def trials(k: int, best: float, n: int = 4) -> pd.DataFrame:
                          "cv_accuracy": [a if t != 2 else math.nan for t, a in enumerate(accs)]})
 
 
-def studies(**changes) -> claims_report.Studies:
+def studies(**changes) -> claim_decisions.Studies:
     frames = {"s": experiments("s", S), "g": experiments("g", G), "flat": experiments("flat", FLAT),
               "lr": experiments("lr", LR), "grid9": experiments("grid9", GRID9)}
     search = {f"rs_r{k}": trials(k, GRID9["lr=0.01"][k] + 0.02 + 0.001 * k) for k in range(SEEDS)}
-    reports = frozenset(f"study/{n}/report.md" for n in [*frames, *search]) | {claims_report.LR_LINK}
+    reports = frozenset(f"study/{n}/report.md" for n in [*frames, *search]) | {claim_decisions.LR_LINK}
     base = dict(experiments=frames, trials=search, suggestion={"steepest_lr": 0.0012},
                 reports=reports)
-    return claims_report.Studies(**(base | changes))
+    return claim_decisions.Studies(**(base | changes))
 
 
 def outcomes(claims=None, given=None) -> dict[int, str]:
@@ -180,7 +180,7 @@ def outcomes(claims=None, given=None) -> dict[int, str]:
 
 def test_claims_hold_fail_are_equivalent_undecided_or_not_run():
     got = outcomes()
-    assert got.pop(12) in claims_report.OUTCOMES  # its value: test_groups_and_rest_are_means_per_seed
+    assert got.pop(12) in claim_decisions.OUTCOMES  # its value: test_groups_and_rest_are_means_per_seed
     assert got == {1: "holds", 2: "fails", 3: "equivalent", 4: "undecided", 5: "not run", 6: "holds",
                    7: "holds", 8: "holds", 9: "holds", 10: "holds", 11: "holds"}
 
@@ -240,11 +240,11 @@ def test_diverged_runs_count_as_chance_only_where_the_claim_says_so():
 
 def test_search_best_waits_for_all_trials_and_counts_pruned_ones_as_run():
     frame = trials(0, 0.9)
-    assert claims_report.search_best(frame, 3) == 0.9
-    assert claims_report.search_best(frame, 1) == 0.80
-    assert claims_report.search_best(frame.iloc[:2], 3) is None  # trial 2 has not run
-    assert claims_report.search_best(frame, 5) is None
-    assert claims_report.search_best(None, 3) is None
+    assert claim_decisions.search_best(frame, 3) == 0.9
+    assert claim_decisions.search_best(frame, 1) == 0.80
+    assert claim_decisions.search_best(frame.iloc[:2], 3) is None  # trial 2 has not run
+    assert claim_decisions.search_best(frame, 5) is None
+    assert claim_decisions.search_best(None, 3) is None
 
 
 def test_search_against_grid_is_paired_by_replicate():
@@ -278,17 +278,17 @@ def test_judge_follows_the_rules_for_every_verdict():
         ("not tested", False): ("undecided",) * 4,
     }
     for (verdict, below), expected in table.items():
-        got = tuple(claims_report.judge(d(verdict, below), e) for e in claim_spec.EXPECTS)
+        got = tuple(claim_decisions.judge(d(verdict, below), e) for e in claim_spec.EXPECTS)
         assert got == expected, (verdict, below)
-    assert claims_report.combine(["holds", "equivalent", "undecided"]) == "undecided"
-    assert claims_report.combine(["holds", "fails", "undecided"]) == "fails"
-    assert claims_report.combine(["holds", "equivalent"]) == "equivalent"
-    assert claims_report.combine(["holds"]) == "holds"
+    assert claim_decisions.combine(["holds", "equivalent", "undecided"]) == "undecided"
+    assert claim_decisions.combine(["holds", "fails", "undecided"]) == "fails"
+    assert claim_decisions.combine(["holds", "equivalent"]) == "equivalent"
+    assert claim_decisions.combine(["holds"]) == "holds"
 
 
 def test_the_page_states_the_rules_the_summary_and_the_run_commands():
     text, _, results = claims_report.build(load(), studies())
-    count = {o: sum(r.outcome == o for r in results) for o in claims_report.OUTCOMES}
+    count = {o: sum(r.outcome == o for r in results) for o in claim_decisions.OUTCOMES}
     assert (f"**Of 12 claims: {count['holds']} hold, {count['fails']} fail, {count['equivalent']} "
             f"equivalent (no difference beyond the margin), {count['undecided']} undecided, 1 not "
             "run yet.**") in text
@@ -308,15 +308,15 @@ def test_open_configs_are_those_an_undecided_claim_still_needs():
     three = {k: v[:3] for k, v in S.items()}
     undecided = only(claim(4, "s", {"a": "dropout=0.3", "b": "dropout=0.0", "expect": "better"}))
     given = studies(experiments={"s": experiments("s", three)})
-    assert claims_report.open_configs("s", undecided, given) == ["dropout=0.0", "dropout=0.3"]
-    assert claims_report.open_configs("s", undecided, studies()) == []  # at max_seeds already
+    assert claim_decisions.open_configs("s", undecided, given) == ["dropout=0.0", "dropout=0.3"]
+    assert claim_decisions.open_configs("s", undecided, studies()) == []  # at max_seeds already
     decided = only(claim(1, "s", {"a": "dropout=0.1", "b": "dropout=0.0", "expect": "better"}))
-    assert claims_report.open_configs("s", decided, studies()) == []
+    assert claim_decisions.open_configs("s", decided, studies()) == []
     noisy = {k: values(0.0, 0.03)[:3] for k in G}
     term = only(claim(7, "g", {"term": "dropout:norm", "expect": "detectable"}))
-    got = claims_report.open_configs("g", term, studies(experiments={"g": experiments("g", noisy)}))
+    got = claim_decisions.open_configs("g", term, studies(experiments={"g": experiments("g", noisy)}))
     assert sorted(got) == sorted(G)  # an undecided ANOVA term needs every cell
-    not_run = claims_report.open_configs("s", undecided, studies(experiments={}))
+    not_run = claim_decisions.open_configs("s", undecided, studies(experiments={}))
     assert not_run == ["dropout=0.0", "dropout=0.3"]
 
 

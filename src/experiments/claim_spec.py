@@ -20,7 +20,7 @@ the mean over the other factor's levels of y(high) - y(low)), {search: SET, tria
 accuracy after N trials of each replicate search SET_r<k> of searches.yaml) or {grid: SWEEP} (the
 best configuration of a sweep, per seed). E is better | worse | equivalent | not_worse (what the
 claim says of the contrast); T is detectable | not_detectable. How a part and a claim are decided
-from the data: src/studies/claims_report.py.
+from the data: src/studies/claim_decisions.py.
 
 A replicate is a seed of a sweep (train.seed), or replicate k of a search set: the search SET_r<k>,
 which must declare sampler seed k and fix train.seed k, so that replicate k of a grid sweep and of a
