@@ -13,6 +13,9 @@ Run    python -m src.train   (or `dvc repro train`, `dvc exp run -S train.dropou
 Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else all cores.
 Device:  $TUNELAB_DEVICE = auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
          (src/core/device.py); recorded in each checkpoint and in the MLflow run.
+Pruning: $TUNELAB_EPOCH_HOOK names the function asked after each epoch whether to stop
+         (src/core/hooks.py); a search's queue workers set it to its pruning rule. Unset, every
+         fold runs to the end (or to early stopping).
 """
 
 from __future__ import annotations
@@ -25,17 +28,18 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from src.core import atomic, checkpoints, data, device, engine, errors, params, paths
+from src.core import atomic, checkpoints, data, device, engine, errors, hooks, naming, params, paths
 from src.core.status import Status
-from src.experiments import pruning
 from src.tracking import store, trackers
 
 
 def train_fold(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, fold: int,
                cfg: params.TrainParams, tracker: trackers.Tracker,
-               progress: bool = True) -> tuple[torch.nn.Module, engine.FitResult]:
+               progress: bool = True, hook: hooks.EpochHook | None = None
+               ) -> tuple[torch.nn.Module, engine.FitResult]:
     """Train on every fold but ``fold`` and validate on ``fold``; x is (N, 1, 28, 28) normalised,
-    and y, folds and x are on the device to train on."""
+    and y, folds and x are on the device to train on. ``hook`` (a search's pruning rule) is asked
+    after each epoch whether to stop."""
     held_out = folds == fold
     torch.manual_seed(engine.fold_seed(cfg.seed, fold))  # the initial weights
     model = checkpoints.build_model(cfg)  # on the CPU, whatever the device: the same initial weights
@@ -48,7 +52,7 @@ def train_fold(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, fold: int,
         tracker.log_epoch(fold, row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.4f}")
         bar.update()
-        if pruning.should_prune(exp_name, row["epoch"], row["val_acc"], fold=fold):
+        if hook is not None and hook(exp_name, row["epoch"], row["val_acc"], fold):
             return (f"pruned by the search's rule at fold {fold}, epoch {row['epoch']} "
                     f"(val acc {row['val_acc']:.4f})")
         return None
@@ -88,6 +92,18 @@ def dataset_on(prepared: dict, on: torch.device) -> tuple[torch.Tensor, torch.Te
     return x, torch.as_tensor(prepared["y_train"]).to(on), torch.as_tensor(prepared["fold"]).to(on)
 
 
+def epoch_hook(exp_name: str | None) -> hooks.EpochHook | None:
+    """The hook $TUNELAB_EPOCH_HOOK names; a warning when a search trial runs without one (its
+    worker was not started by `python -m src.search`, e.g. a bare `dvc queue start`): the trial
+    then runs to the end, unpruned."""
+    hook = hooks.from_env()
+    if hook is None and naming.parse_trial_name(exp_name) is not None:
+        print(f"warning: {exp_name} is a search trial but ${hooks.ENV} is not set: its epochs are "
+              "not reported to the search and it is not pruned (start the queue workers with "
+              "python -m src.search)", file=sys.stderr)
+    return hook
+
+
 def main() -> None:
     threads = engine.set_threads()
     on = device.select()
@@ -96,6 +112,7 @@ def main() -> None:
     for warning in engine.config_warnings(cfg, on.type):
         print(warning, file=sys.stderr)
     n_folds = int(prepared["fold"].max()) + 1
+    hook = epoch_hook(os.environ.get("DVC_EXP_NAME"))  # before clear_outputs: a bad one stops here
     clear_outputs()
     uri = store.tracking_uri()
     run_params = {f"train.{k}": v for k, v in params.as_dict(cfg).items()} | {
@@ -110,7 +127,7 @@ def main() -> None:
     x, y, folds = dataset_on(prepared, on)
     try:
         for fold in range(n_folds):
-            model, result = train_fold(x, y, folds, fold, cfg, tracker)
+            model, result = train_fold(x, y, folds, fold, cfg, tracker, hook=hook)
             ckpt = checkpoints.make(model, cfg, fold, prepared["mean"], prepared["std"], result,
                                     device.label(on))
             atomic.write_with(paths.checkpoint(fold), lambda tmp, ckpt=ckpt: torch.save(ckpt, tmp))

@@ -223,7 +223,6 @@ def test_a_fixed_run_queues_only_what_was_not_carried(repo, monkeypatch, capsys)
     monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: {})
     monkeypatch.setattr(dvc_queue, "enqueue", lambda todo, tasks: queued.extend(todo) or set())
     monkeypatch.setattr(store, "init_store", lambda: None)
-    monkeypatch.setattr(store, "store_lock", lambda: open(Path("lock"), "w"))
     experiments = sweep_spec.expand(SWEEP, 1, BASE, {})
     found = sweep_runner.run_experiments("s", experiments, experiments, 2, 0.1)
     assert [e.name for e in queued] == [f"s--{FAR}--s0"]

@@ -274,3 +274,39 @@ def test_evaluate_takes_the_thread_count_a_sweep_gives_it(monkeypatch, restore_t
     with pytest.raises(TunelabError, match="not found"):
         evaluate.main()
     assert torch.get_num_threads() == 1
+
+
+def test_train_fold_asks_the_epoch_hook_and_stops_when_it_says_so(tensors, monkeypatch):
+    from src.train import train_fold
+    monkeypatch.setenv("DVC_EXP_NAME", "s--t002--s0")
+    x, y = tensors[0], tensors[1]
+    folds = torch.arange(len(x), device=x.device) % 3
+    asked = []
+
+    def hook(exp_name, epoch, val_acc, fold):  # a search that prunes at epoch 2
+        asked.append((exp_name, epoch, val_acc, fold))
+        return epoch == 2
+    model, result = train_fold(x, y, folds, 1, TrainParams(**SMALL, epochs=4), trackers.NullTracker(),
+                               progress=False, hook=hook)
+    assert asked == [("s--t002--s0", row["epoch"], row["val_acc"], 1) for row in result.history]
+    assert result.status == "pruned" and len(result.history) == 2
+    assert result.reason.startswith("pruned by the search's rule at fold 1, epoch 2")
+
+
+def test_the_epoch_hook_is_loaded_by_name_and_a_bad_name_is_one_clear_error(monkeypatch, capsys):
+    from src.core import hooks
+    from src.core.errors import TunelabError
+    from src.train import epoch_hook
+    assert hooks.load(None) is None and hooks.load("") is None
+    assert hooks.load("math:isfinite") is math.isfinite
+    for bad, says in (("math", "package.module:function"), ("math:", "package.module:function"),
+                      ("no_such_module_x:f", "cannot be loaded"), ("math:nope", "cannot be loaded"),
+                      ("math:pi", "is not a function")):
+        with pytest.raises(TunelabError, match=r"\$TUNELAB_EPOCH_HOOK = .*" + says):
+            hooks.load(bad)
+    monkeypatch.delenv(hooks.ENV, raising=False)
+    assert epoch_hook("workspace") is None and capsys.readouterr().err == ""
+    assert epoch_hook("s--t002--s0") is None  # a trial without a hook runs unpruned, and says so
+    assert "s--t002--s0 is a search trial but $TUNELAB_EPOCH_HOOK is not set" in capsys.readouterr().err
+    monkeypatch.setenv(hooks.ENV, "math:isfinite")
+    assert epoch_hook("s--t002--s0") is math.isfinite and capsys.readouterr().err == ""

@@ -414,6 +414,16 @@ def test_should_prune_reports_to_the_journal_and_applies_the_rule(tmp_path, monk
     assert "warning: pruning check for bad--t000--s0 failed" in capsys.readouterr().err
 
 
+def test_the_queue_workers_epoch_hook_is_the_pruning_rule(monkeypatch):
+    # train imports nothing from src.experiments: it finds should_prune through $TUNELAB_EPOCH_HOOK,
+    # which every worker and `dvc` command the search machinery starts inherits from tool_env
+    from src.core import hooks
+    monkeypatch.delenv(hooks.ENV, raising=False)
+    assert hooks.load(dvc_queue.tool_env()[hooks.ENV]) is pruning.should_prune
+    monkeypatch.setenv(hooks.ENV, "math:isfinite")  # one set by hand wins
+    assert dvc_queue.tool_env()[hooks.ENV] == "math:isfinite"
+
+
 # --- end to end ------------------------------------------------------------------------------------
 
 TINY_SEARCHES = """

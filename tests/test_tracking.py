@@ -1,6 +1,7 @@
 """Where MLflow logs, and what a training run leaves in it (a real SQLite store in tmp_path)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -131,3 +132,45 @@ def test_dvclive_ending_tolerates_another_worker_removing_the_step_signal(tmp_pa
     with pytest.raises(FileNotFoundError):
         with trackers.live(tmp_path / "live2") as live:
             live.log_metric("val/acc", 0.5)
+
+
+def open_the_store_as_train_does(uri: str, name: str, barrier, out: str) -> None:
+    """In a process of its own: what `train` does to the store before its first epoch; writes
+    the experiment id, or the error, to ``out``."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - imported before the race starts
+
+    from src.core.status import Status
+    try:
+        barrier.wait()  # its timeout: a process that died before it fails the others, never hangs
+        experiment = store.init_store(uri)
+        trackers.MLflowTracker(uri, experiment, name, {"worker": name}, {}).finish(Status.COMPLETED)
+        Path(out).write_text(experiment)
+    except BaseException as error:  # noqa: BLE001 - reported to the test, which fails on it
+        Path(out).write_text(f"{type(error).__name__}: {error}")
+
+
+@pytest.mark.e2e
+def test_train_processes_starting_at_once_on_a_fresh_store_all_succeed(tmp_path, monkeypatch):
+    # DVC's own queue (`dvc queue start -j 2` in a fresh clone) starts train in several processes
+    # with no mlflow.db yet: each must create and migrate the store under the same lock.
+    import multiprocessing
+    import sqlite3
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # inherited by the processes
+    uri, names = store.tracking_uri(), ["w0", "w1", "w2"]
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(len(names), timeout=600)
+    workers = [spawn.Process(target=open_the_store_as_train_does,
+                             args=(uri, name, barrier, str(tmp_path / f"{name}.out")))
+               for name in names]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    got = {name: (tmp_path / f"{name}.out").read_text() for name in names}
+    assert len(set(got.values())) == 1 and got["w0"].isdigit(), got  # one experiment, no error
+    runs = MlflowClient(uri).search_runs([got["w0"]])
+    assert sorted(r.info.run_name for r in runs if r.info.status == "FINISHED") == names
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM experiments WHERE name = 'tunelab'").fetchone() == (1,)

@@ -24,8 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.core import hooks
 from src.core.errors import TunelabError
-from src.experiments import exp_show
+from src.experiments import exp_show, pruning
 from src.experiments.sweep_spec import Experiment
 
 POLL_SECONDS = 5.0
@@ -42,10 +43,13 @@ TRANSIENT_READ_ERROR = "unexpected error"
 def tool_env() -> dict[str, str]:
     """The environment for `dvc` and the stages it runs: this interpreter's bin directory first on
     PATH, so that `.venv/bin/python -m src.sweep ...` finds the venv's `dvc`, and the stages'
-    `python` is this same interpreter, without activating the venv."""
+    `python` is this same interpreter, without activating the venv; and train's epoch hook
+    ($TUNELAB_EPOCH_HOOK, unless already set) is the search's pruning rule, so that every trial a
+    queue worker runs reports to its search, whichever sweep or search started the worker."""
     bindir = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
-    return {**os.environ, "PATH": os.pathsep.join([bindir, path]) if path else bindir}
+    return {hooks.ENV: pruning.HOOK, **os.environ,
+            "PATH": os.pathsep.join([bindir, path]) if path else bindir}
 
 
 def run_dvc(args: list[str], **kwargs) -> subprocess.CompletedProcess:

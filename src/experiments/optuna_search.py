@@ -195,8 +195,7 @@ def run(search: Search, trials: int, jobs: int, seed: int, sampler: str, base: d
     lock = path.with_name(f"{search.name}.run.lock")  # not <journal>.lock: Optuna's own lock
     try:
         with FileLock(str(lock), timeout=0):
-            with store.store_lock():
-                store.init_store()  # before any worker starts, as sweep does
+            store.init_store()  # before any worker starts, as sweep does
             study = open_study(search, pruning.open_journal(path), extra)
             check_strays(study, search)
             ran = optimize(study, search, trials, jobs, seed, sampler,

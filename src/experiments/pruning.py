@@ -23,6 +23,10 @@ the search also stores the rule there. Each call reports the epoch's val acc to 
 (Optuna intermediate value, step = fold x 10000 + epoch) and returns the rule's verdict. Outside a
 search (no such name or no journal, or a trial that is no longer running) it does nothing and
 returns False; $TUNELAB_PRUNE=0 turns it off. Reads and writes the study only.
+
+Train does not import this module: it calls the epoch hook that $TUNELAB_EPOCH_HOOK names
+(src/core/hooks.py), and the search machinery names :data:`HOOK` there for every queue worker and
+`dvc` command it starts (dvc_queue.tool_env).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from src.core.naming import parse_trial_name
 from src.experiments import rdb
 
 STEPS_PER_FOLD = 10_000               # intermediate-value step = fold * STEPS_PER_FOLD + epoch
+HOOK = "src.experiments.pruning:should_prune"  # $TUNELAB_EPOCH_HOOK for train: hooks.load(HOOK)
 RULES = {"median": {"warmup_epochs": 0, "min_trials": 1},
          "halving": {"min_epochs": 1, "eta": 3, "min_trials": 1}}
 

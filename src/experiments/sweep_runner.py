@@ -109,8 +109,7 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
     resumed = [pending[e.name] for e in experiments if e.name in pending]
     print(f"sweep {name}: {len(experiments)} experiments; {describe_run(done, n_carried)}, "
           f"{len(resumed)} still queued, {len(todo)} to queue")
-    with store.store_lock():  # two sweeps starting at once must not both create the store
-        store.init_store()  # before any worker starts: a fresh SQLite store is created once
+    store.init_store()  # before any worker starts (under its lock: two sweeps may start at once)
     started, started_at = time.monotonic(), time.time()
     task_ids = dvc_queue.enqueue(todo, tasks) | {t.task_id for t in resumed}
     if not task_ids:

@@ -27,9 +27,11 @@ HOST_TAG = "tunelab.host"    # the host a parent run's experiment ran on
 TRIAL_TAG = "tunelab.trial"  # a shared study's trial, <study>#<number>
 
 
+SQLITE = "sqlite:///"  # a SQLite store's URI: this, then the database's path
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or \
-        f"sqlite:///{paths.repo_root() / paths.MLFLOW_DB}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{paths.repo_root() / paths.MLFLOW_DB}"
 
 
 def client(uri: str | None = None):
@@ -43,38 +45,50 @@ def client(uri: str | None = None):
 def init_store(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
     """Create the store (schema migration) and the experiment once; return the experiment id.
 
-    Run this before parallel workers start: several processes migrating a fresh SQLite database at
-    once corrupt it.
+    Every process that opens the store calls this first (train, a sweep or search before its
+    workers, log_run): it holds :func:`store_lock` while MLflow first touches the database, because
+    several processes migrating a fresh SQLite database at once fail or corrupt it (measured: DVC's
+    own queue, `dvc queue start -j 2` in a fresh clone, lost an experiment in `train` that way).
     """
     uri = uri or tracking_uri()
     try:
-        mlflow = client(uri)
-        found = mlflow.get_experiment_by_name(experiment)
-        if found is not None:
-            if found.tags.get(EXPERIMENT_KIND_TAG[0]) is None:  # a store made before the tag
-                mlflow.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND_TAG)
-            return found.experiment_id
-        # Artifacts next to the database, not relative to whichever directory created the experiment.
-        location = None if os.environ.get("MLFLOW_TRACKING_URI") else \
-            (paths.repo_root() / paths.MLFLOW_ARTIFACTS).as_uri()
-        try:
-            return mlflow.create_experiment(experiment, artifact_location=location,
-                                            tags=dict([EXPERIMENT_KIND_TAG]))
-        except Exception:  # another process created it in between
-            found = mlflow.get_experiment_by_name(experiment)
-            if found is None:
-                raise
-            return found.experiment_id
+        with store_lock(uri):
+            return _create_once(uri, experiment)
     except TunelabError:
         raise
     except Exception as error:
         raise TunelabError(f"MLflow tracking store {uri} is unusable: {error}") from error
 
 
-def store_lock():
-    """An inter-process lock beside the default store, held while a sweep creates it."""
+def _create_once(uri: str, experiment: str) -> str:
+    mlflow = client(uri)  # MLflow creates and migrates a SQLite store here, on first use
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        if found.tags.get(EXPERIMENT_KIND_TAG[0]) is None:  # a store made before the tag
+            mlflow.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND_TAG)
+        return found.experiment_id
+    # Artifacts next to the database, not relative to whichever directory created the experiment.
+    location = None if os.environ.get("MLFLOW_TRACKING_URI") else \
+        (paths.repo_root() / paths.MLFLOW_ARTIFACTS).as_uri()
+    try:
+        return mlflow.create_experiment(experiment, artifact_location=location,
+                                        tags=dict([EXPERIMENT_KIND_TAG]))
+    except Exception:  # another host created it in between (a shared server)
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def store_lock(uri: str | None = None):
+    """The inter-process lock under which :func:`init_store` creates the store at ``uri`` (default
+    :func:`tracking_uri`): ``.<name>.lock`` beside a SQLite database, or beside the default one
+    for a server's URI. Not re-entrant: never call init_store while holding it."""
     from filelock import FileLock
-    return FileLock(str(paths.repo_root() / ".mlflow.db.lock"))
+    uri = uri or tracking_uri()
+    db = Path(uri.removeprefix(SQLITE)) if uri.startswith(SQLITE) else \
+        paths.repo_root() / paths.MLFLOW_DB
+    return FileLock(str(db.with_name(f".{db.name}.lock")))
 
 
 def trained_since(since: float, prefix: str, uri: str | None = None) -> set[str]:
@@ -144,8 +158,7 @@ def log_run(name: str, tags: dict[str, str], params: dict | None = None,
     the run id."""
     from mlflow.entities import Metric, Param
     uri = tracking_uri()
-    with store_lock():
-        experiment_id = init_store(uri)
+    experiment_id = init_store(uri)
     mlflow = client(uri)
     tags = {"git.commit": git_commit() or ""} | tags
     run_id = mlflow.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -187,6 +200,7 @@ class ParentRun:
             handle = json.loads(Path(handle_file).read_text())
         except FileNotFoundError:
             raise TunelabError(f"{handle_file} not found: run `dvc repro train` first") from None
+        init_store()  # a no-op once train made the store, but never an unlocked first touch
         self.client = client()  # the same rule train used to find the store
         self.run_id = handle["run_id"]
 
