@@ -73,15 +73,11 @@ def main() -> None:
         if args.max_seeds is not None and not args.until_decided:
             raise errors.TunelabError("--max-seeds goes with --until-decided (a fixed run takes "
                                       "--seeds)")
-        if shared and args.until_decided:
-            raise errors.TunelabError("--until-decided runs on this machine's queue; with --storage "
-                                      "run a fixed number of --seeds (adaptive seeds on a shared "
-                                      "study are not supported yet)")
-        if shared:
-            code = shared_runner.run_sweep(args.name, args.seeds or 1, extra, shared, args.dry_run)
-        elif args.until_decided:
+        if args.until_decided:  # on this machine's queue, or with --storage the shared study
             code = adaptive.run(args.name, args.seeds, args.max_seeds, args.jobs, extra,
-                                args.dry_run, args.poll)
+                                args.dry_run, args.poll, shared)
+        elif shared:
+            code = shared_runner.run_sweep(args.name, args.seeds or 1, extra, shared, args.dry_run)
         else:
             code = sweep_runner.run(args.name, args.seeds or 1, args.jobs, extra, args.dry_run,
                                     args.poll)

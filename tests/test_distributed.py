@@ -46,6 +46,13 @@ tiny:
 killed:
   grid: {train.dropout: [0.1, 0.3]}
   baseline: {train.dropout: 0.1}
+adaptive:
+  description: one configuration that cannot learn, one that differs by noise alone
+  fixed: {prepare.train_size: 600, train.epochs: 3}
+  configs: [{}, {train.lr: 0.0000001}, {train.dropout: 0.1}]
+  baseline: {}
+  margin: 0.001
+  method: bonferroni
 """
 SEARCHES = """
 shared_search:
@@ -142,9 +149,9 @@ def start(command: list[str], root: Path, env: dict) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def finish(process: subprocess.Popen, root: Path) -> str:
+def finish(process: subprocess.Popen, root: Path, timeout: float = RUN_TIMEOUT) -> str:
     try:
-        process.wait(timeout=RUN_TIMEOUT)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_tree(process.pid)
         raise AssertionError(f"{root.name} did not finish:\n{host_log(root).read_text()}") \
@@ -380,3 +387,31 @@ def test_a_search_runs_on_the_shared_study(pg, mlflow, shared):
         f"shared_search--t{n:03d}--s0" for n in range(2)]
     assert {t.user_attrs["worker"].split("/")[0] for t in trials} == {"host-h"}
     assert set(remote_experiments(shared[1])) >= {t.user_attrs["experiment"] for t in trials}
+
+
+def test_two_hosts_run_adaptive_seeds_on_one_shared_study(pg, mlflow, shared):
+    """`sweep run --until-decided --storage` on two hosts at once: the same policy as on one
+    machine's queue, on the shared study; every experiment runs once, on either host, and only
+    the undecided get the fourth seed (the configuration that cannot learn is decided at look 1;
+    on the synthetic data the other two both reach 100%: a tie, undecided to the last seed)."""
+    clone, _ = shared
+    storage = pg.uri("tunelab_optuna")
+    hosts = {name: clone(name) for name in ("host-p", "host-q")}
+    command = sweep_command("adaptive", storage, "--until-decided", "--seeds", "3",
+                            "--max-seeds", "4")
+    running = {name: start(command, root, env) for name, (root, env) in hosts.items()}
+    logs = {name: finish(p, hosts[name][0], 2 * RUN_TIMEOUT) for name, p in running.items()}
+    assert {n: p.returncode for n, p in running.items()} == {"host-p": 0, "host-q": 0}, logs
+    trials = study_trials(storage, "adaptive")
+    complete = Counter(t.user_attrs["experiment"] for t in trials if t.state.name == "COMPLETE"
+                       or t.user_attrs.get("status") == "diverged")
+    assert all(n == 1 for n in complete.values()), complete  # nothing ran twice
+    seeds = {}
+    for name in complete:
+        config, seed = name.split("--")[1], int(name.split("--")[2][1:])
+        seeds.setdefault(config, set()).add(seed)
+    assert seeds["lr=0.0000001"] == {0, 1, 2}  # decided worse at look 1: no fourth seed
+    assert seeds["base"] == seeds["dropout=0.1"] == {0, 1, 2, 3}  # undecided at look 1: a 4th
+    for log in logs.values():
+        assert "look 1 of 2: 1 decided (worse 1), 1 open: dropout=0.1" in log
+        assert "next: python -m src.study adaptive --pull" in log

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from src.core import atomic, decide, naming, paths
 from src.core.errors import TunelabError
 from src.core.status import Status
-from src.experiments import dvc_queue, estimate, sweep_runner, sweep_spec
+from src.experiments import backends, dvc_queue, estimate, shared_runner, sweep_runner, sweep_spec
 from src.experiments.exp_show import Outcome
+from src.experiments.shared_study import Settings
 
 
 def cv_by_seed(outcomes: dict[str, Outcome], sweep: str) -> dict[str, dict[int, float]]:
@@ -111,14 +112,13 @@ def round_experiments(sweep: sweep_spec.Sweep, base: dict, extra: dict,
 
 
 def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.Design,
-               jobs: int) -> None:
-    """--dry-run: where the study stands (from the experiments that count as run: this commit's,
-    and those carried over), the next round's commands, the rounds that may follow, and the
-    estimates of what is left."""
-    live = dvc_queue.experiment_outcomes()
-    known = sweep_runner.known_outcomes(sweep.name, live)
-    reference = sweep_spec.committed_params()
-    every = sweep_spec.expand(sweep, design.max_seeds, base, extra, reference=reference)
+               jobs: int, backend: backends.Backend, every: list[sweep_spec.Experiment],
+               reference: dict | None) -> None:
+    """--dry-run: where the study stands (from the experiments that count as run: those the
+    backend ran, and those carried over), the next round's commands, the rounds that may follow,
+    and the estimates of what is left."""
+    live = backend.live()
+    known = backend.known(live)
     state = replay(cv_by_seed(sweep_runner.matched(every, known), sweep.name),
                    sweep.baseline_label, [sweep.label(c) for c in sweep.configs],
                    sweep.design.margin, design)
@@ -137,7 +137,7 @@ def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.
         + (f"{len(sweep.configs)} configurations x {design.first_seeds} seeds"
            if not state.looks else f"the next seed of the {len(state.pending)} open "
            "configuration(s) and of the baseline")
-        + f"; {sweep_runner.describe_run(done, n_carried)}")
+        + f"; {sweep_runner.describe_run(done, n_carried)}; on {backend.where}")
     cache: dict = {}
     low = sweep_runner.estimated_wall(todo, base, jobs, cache)
     high = sweep_runner.estimated_wall([e for e in every if e.name not in done], base, jobs, cache)
@@ -154,9 +154,11 @@ def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.
 
 
 def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: dict,
-        dry_run: bool = False, poll: float = dvc_queue.POLL_SECONDS) -> int:
-    """Run sweep ``name`` until every comparison is decided or ``max_seeds`` is reached; 0 when
-    no experiment failed, 1 otherwise."""
+        dry_run: bool = False, poll: float = dvc_queue.POLL_SECONDS,
+        shared: Settings | None = None) -> int:
+    """Run sweep ``name`` until every comparison is decided or ``max_seeds`` is reached, on this
+    machine's DVC queue or, with ``shared``, on the shared study of every host; 0 when no
+    experiment failed, 1 otherwise."""
     if jobs < 1:
         raise TunelabError(f"--jobs {jobs}: must be at least 1")
     base, loaded = sweep_spec.load_sweeps([name])
@@ -170,14 +172,17 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     labels = [sweep.label(c) for c in sweep.configs]
     for warning in sweep_spec.config_warnings(sweep_spec.expand(sweep, 1, base, extra), base):
         print(warning, file=sys.stderr)
-    if dry_run:
-        print_plan(sweep, base, extra, design, jobs)
-        return 0
-    record_design(sweep.name, design, sweep.design.margin)
     reference = sweep_spec.committed_params()
     every = sweep_spec.expand(sweep, design.max_seeds, base, extra, reference=reference)
+    backend = backends.LocalQueue(name, jobs, poll) if shared is None else \
+        backends.SharedStudy(shared_runner.sweep_job(sweep, extra, shared), every,
+                             create=not dry_run)
+    if dry_run:
+        print_plan(sweep, base, extra, design, jobs, backend, every, reference)
+        return 0
+    record_design(sweep.name, design, sweep.design.margin)
     ran: dict[str, sweep_spec.Experiment] = {}
-    outcomes = sweep_runner.matched(every, sweep_runner.known_outcomes(sweep.name))
+    outcomes = sweep_runner.matched(every, backend.known())
     tried: set[str] = set()
     while True:
         state = replay(cv_by_seed(outcomes, sweep.name), sweep.baseline_label, labels,
@@ -194,10 +199,10 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
             break
         tried |= {e.name for e in todo}
         ran |= {e.name: e for e in todo}
-        outcomes = sweep_runner.matched(every, sweep_runner.run_experiments(
-            sweep.name, todo, sweep_spec.longest_first(todo, base), jobs, poll))
+        outcomes = sweep_runner.matched(every, backend.run(
+            todo, sweep_spec.longest_first(todo, base)))
     code = sweep_runner.report(sweep.name, list(ran.values()), outcomes) if ran else 0
-    print(f"next: python -m src.study {sweep.name}" + (
+    print(f"next: python -m src.study {sweep.name}" + (" --pull" if shared else "") + (
         f" --seeds {design.first_seeds} --max-seeds {design.max_seeds}"
         if (design.first_seeds, design.max_seeds) != (sweep.design.seeds, sweep.design.max_seeds)
         else ""))

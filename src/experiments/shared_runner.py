@@ -115,9 +115,7 @@ def run_sweep(name: str, seeds: int, extra: dict, settings: Settings, dry_run: b
         sweep_runner.print_dry_run(in_order, f"{len(sweep.configs)} configurations x {seeds} "
                                    f"seeds, for the shared study in {rdb.mask(settings.uri)}")
         return 0
-    configs, definition = shared_study.sweep_definition(sweep, extra)
-    job = Job("sweep", name, settings, commit(), definition, configs=configs,
-              threads=threads(settings.jobs))
+    job = sweep_job(sweep, extra, settings)
     prepare(job, in_order)  # waiting trials are taken in this order: longest first
     run_workers(job)
     trials = load_trials(job)
@@ -131,6 +129,13 @@ def run_sweep(name: str, seeds: int, extra: dict, settings: Settings, dry_run: b
         print(f"FAILED {exp_name}" + (f"; last lines of {log}:\n{tail(log)}" if log.is_file()
                                       else " (its log is on the host that ran it)"))
     return 1 if not_done else 0
+
+
+def sweep_job(sweep, extra: dict, settings: Settings) -> Job:
+    """The shared study of a sweep (its configurations with ``--set``) at this commit."""
+    configs, definition = shared_study.sweep_definition(sweep, extra)
+    return Job("sweep", sweep.name, settings, commit(), definition, configs=configs,
+               threads=threads(settings.jobs))
 
 
 def run_search(search, trials: int, seed: int, sampler: str, base: dict, extra: dict,

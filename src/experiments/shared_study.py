@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from src.core.errors import TunelabError
 from src.core.status import Status
 from src.experiments import rdb, sweep_spec
+from src.experiments.exp_show import Outcome
 
 if TYPE_CHECKING:
     from src.experiments.search_spec import Search
@@ -174,15 +175,29 @@ def rival(trials, number: int, name: str):
                  and (t.state == TrialState.RUNNING or produced(t))), None)
 
 
-def outcome_by_name(trials) -> dict[str, tuple[str, str]]:
-    """Experiment name -> (status, host) of its best trial: produced beats failed, then the
-    earliest trial (the one the others duplicated)."""
-    found: dict[str, tuple[str, str]] = {}
+def best_trials(trials) -> dict:
+    """Experiment name -> its best finished trial: produced beats failed, then the earliest trial
+    (the one the others duplicated)."""
+    best = {}
     for t in sorted(trials, key=lambda t: (not produced(t), t.number)):
         name = t.user_attrs.get("experiment")
-        if name and name not in found and t.state.is_finished() and "duplicate_of" not in t.user_attrs:
-            found[name] = (t.user_attrs.get("status", Status.FAILED), t.user_attrs.get("host", ""))
-    return found
+        if name and name not in best and t.state.is_finished() and "duplicate_of" not in t.user_attrs:
+            best[name] = t
+    return best
+
+
+def trial_outcomes(trials) -> dict[str, Outcome]:
+    """Experiment name -> its outcome as its best trial recorded it: the status, and the CV
+    accuracy Optuna was told (None unless the trial completed)."""
+    return {name: Outcome(name, t.user_attrs.get("status", Status.FAILED),
+                          t.value if t.state.name == "COMPLETE" else None)
+            for name, t in best_trials(trials).items()}
+
+
+def outcome_by_name(trials) -> dict[str, tuple[str, str]]:
+    """Experiment name -> (status, host) of its best trial."""
+    return {name: (t.user_attrs.get("status", Status.FAILED), t.user_attrs.get("host", ""))
+            for name, t in best_trials(trials).items()}
 
 
 PENDING = "still running or waiting"  # a worker on some host has it, or will take it
