@@ -124,8 +124,7 @@ def test_the_runner_uses_and_records_the_sweeps_method(monkeypatch):
                                             "baseline": {"train.dropout": 0.0}}, BASE)
     assert spending.design.method == "obrien_fleming"  # the default of a new sweep
     monkeypatch.setattr(sweep_spec, "load_sweeps", lambda names: (BASE, {"s": spending}))
-    monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: {})
-    monkeypatch.setattr(sweep_runner, "known_outcomes", lambda name, *a: outcomes(
+    monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: outcomes(
         (c, s) for c in (BASELINE, NEAR, FAR) for s in range(5)))
     monkeypatch.setattr(sweep_runner, "report", lambda name, exps, found: 0)
     monkeypatch.setattr(adaptive, "record_design", lambda name, design, margin: recorded.append(
@@ -138,44 +137,38 @@ def test_the_runner_uses_and_records_the_sweeps_method(monkeypatch):
                                                      "alpha": 0.05}
 
 
-def dry_run(monkeypatch, capsys, live: dict[str, Outcome], carried: dict[str, Outcome]) -> str:
+def dry_run(monkeypatch, capsys, live: dict[str, Outcome]) -> str:
     """`sweep run s --seeds 3 --max-seeds 5 --until-decided --dry-run`'s output, with ``live``
-    experiments on this commit and ``carried`` ones from the committed study."""
+    experiments on this commit (the committed study's carried ones: tests/test_carried.py)."""
     monkeypatch.setattr(sweep_spec, "load_sweeps", lambda names: (BASE, {"s": SWEEP}))
     monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: dict(live))
-    monkeypatch.setattr(sweep_runner, "known_outcomes", lambda name, found: found | carried)
     monkeypatch.setattr(sweep_runner, "estimated_wall", lambda todo, *a: 60.0 * len(todo))
     assert adaptive.run("s", 3, 5, jobs=2, extra={}, dry_run=True) == 0
     return capsys.readouterr().out
 
 
-def test_the_dry_run_plans_from_what_ran_here_or_was_carried_over(monkeypatch, capsys):
+def test_the_dry_run_plans_from_what_ran_here(monkeypatch, capsys):
     round1 = outcomes((c, s) for c in (BASELINE, NEAR, FAR) for s in range(3))
-    fresh = dry_run(monkeypatch, capsys, {}, {})
+    fresh = dry_run(monkeypatch, capsys, {})
     assert fresh.count("dvc exp run --queue") == 9 and "look 1 of 3" in fresh
-    # Round 1 carried over (5 of it) or run here (4): only the next round is left to plan.
-    names = sorted(round1)
-    later = dry_run(monkeypatch, capsys, {n: round1[n] for n in names[:4]},
-                    {n: round1[n] for n in names[4:]})
+    later = dry_run(monkeypatch, capsys, round1)  # only the next round is left to plan
     queued = sorted(line.split()[5] for line in later.splitlines()
                     if line.startswith("dvc exp run"))
     assert queued == ["s--dropout=0.0--s3", "s--dropout=0.2--s3"]
     assert "look 1 of 3: 1 decided (worse 1), 1 open: dropout=0.2" in later
-    assert "9 already succeeded on this commit or carried over from the committed study (5)" \
-        in later
+    assert "9 already succeeded on this commit;" in later
     assert "this round 2 min" in later  # 2 experiments, not the 9 of round 1
     assert "at most 6 more experiments" in later  # 15 in all at 5 seeds, 9 done
     # Every comparison decided: nothing left to run.
     everything = outcomes((c, s) for c in (BASELINE, NEAR, FAR) for s in range(5))
-    over = dry_run(monkeypatch, capsys, everything, {})
+    over = dry_run(monkeypatch, capsys, everything)
     assert "nothing to run (--dry-run)" in over and "dvc exp run" not in over
 
 
 def test_a_fixed_dry_run_lists_only_what_is_missing(monkeypatch, capsys):
     done = outcomes((c, s) for c in (BASELINE, NEAR, FAR) for s in range(2))
     monkeypatch.setattr(sweep_spec, "load_sweeps", lambda names: (BASE, {"s": SWEEP}))
-    monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: {})
-    monkeypatch.setattr(sweep_runner, "known_outcomes", lambda name, found: found | done)
+    monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: done)
     monkeypatch.setattr(sweep_runner, "estimated_wall", lambda todo, *a: 60.0 * len(todo))
     assert sweep_runner.run("s", 3, jobs=2, extra={}, dry_run=True) == 0
     out = capsys.readouterr().out

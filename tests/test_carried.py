@@ -216,6 +216,23 @@ def test_the_adaptive_runner_starts_from_the_carried_seeds(repo, monkeypatch):
     assert rounds[0] == [f"s--{BASELINE}--s3", f"s--{NEAR}--s3"]
 
 
+def test_the_dry_run_plans_from_what_ran_here_or_was_carried_over(repo, monkeypatch, capsys):
+    """Round 1 carried over from the committed study (5 of it) or run here (4): only the next
+    round is left to plan; through the real carry-over, not a stand-in for it."""
+    from tests.test_adaptive import dry_run
+    round1 = sorted((c, s) for c in (BASELINE, NEAR, FAR) for s in range(3))
+    commit_study([(c, s, "completed", truth(c, s), repo) for c, s in round1[4:]])
+    git("add", "-A")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "study")
+    later = dry_run(monkeypatch, capsys, outcomes(round1[:4]))
+    queued = sorted(line.split()[5] for line in later.splitlines()
+                    if line.startswith("dvc exp run"))
+    assert queued == ["s--dropout=0.0--s3", "s--dropout=0.2--s3"]
+    assert "look 1 of 3: 1 decided (worse 1), 1 open: dropout=0.2" in later
+    assert "9 already succeeded on this commit or carried over from the committed study (5)" \
+        in later
+
+
 def test_a_fixed_run_queues_only_what_was_not_carried(repo, monkeypatch, capsys):
     commit_study([(BASELINE, 0, "completed", 0.88, repo), (NEAR, 0, "completed", 0.87, repo)])
     queued = []
