@@ -335,7 +335,10 @@ def test_the_design_comes_from_flags_then_this_clone_then_the_committed_study():
     assert plan(record=record, committed=committed)[:4] == (3, 8, 0.01, True)
     by_commit = plan(committed=committed)
     assert by_commit[:4] == (3, 10, 0.004, True)
-    assert by_commit[4].endswith("(reports/study/dropout/design.json)")
+    # the report states the design, the same wherever it came from; the terminal says where
+    assert by_commit[4] == plan(seeds=3, max_seeds=10)[4] == "--seeds 3 --max-seeds 10"
+    got = sweep_study.study_plan(DROPOUT, frame, committed=committed)
+    assert got.origin.endswith("(reports/study/dropout/design.json)")
     # 4 seeds everywhere and nothing recorded: one look at alpha, though 4 > the first 3 seeds
     assert plan()[:4] == (2, 2, 0.005, False)
     # the study writes the design beside its report when it is adaptive, and only then
