@@ -86,11 +86,16 @@ def sweeps_to_study(names: list[str]) -> dict[str, sweep_spec.Sweep]:
 def study_search(search: search_spec.Search, shown: list) -> None:
     """A search's study: trials ranked, importance, history, pruning's savings."""
     frame = search_report.trials_frame(shown, search)
-    if frame.empty:
-        raise TunelabError(f"search {search.name} has no trials on the current commit: run "
-                           f"`python -m src.search {search.name} --trials 20 --jobs 2` first")
     folder = paths.STUDY_REPORTS / search.name
-    settings = search_report.shared_settings(shown, search, params.read_yaml(paths.PARAMS))
+    if len(frame):
+        settings = search_report.shared_settings(shown, search, params.read_yaml(paths.PARAMS))
+    else:  # none here: the committed study is the record, rebuilt as it is
+        frame, settings = search_report.recorded(folder, search)
+        if frame.empty:
+            raise TunelabError(f"search {search.name} has no trials on the current commit: run "
+                               f"`python -m src.search {search.name} --trials 20 --jobs 2` first")
+        print(f"study {search.name}: no trials in this clone; rebuilt from the committed "
+              f"{folder / search_report.TRIALS}")
     files = search_report.build(search, frame, settings)
     outputs.write_outputs(folder, files)
     ranked = search_report.ranked(frame)
@@ -150,12 +155,16 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
         print(f"skipped: {error}", file=sys.stderr)
         return False
     folder = paths.STUDY_REPORTS / sweep.name
-    kinds = {kind for _, kind in sweep_figures.plan(sweep, sweep_figures.grid_factors(sweep))}
+    figures = sweep_figures.plan(sweep, sweep_figures.grid_factors(sweep))
+    curves = [name for name, kind in figures if kind == "curves"]
     plan = sweep_study.study_plan(sweep, frame, args.seeds, args.max_seeds, args.margin,
                                   design_record(sweep.name), committed_design(sweep.name, frame))
-    files = sweep_study.build_study(
-        sweep, frame, sweep_study.read_histories(frame) if "curves" in kinds else None, plan,
-        extra)
+    print(f"study {sweep.name}: design {plan.source} ({plan.origin})")
+    histories = sweep_study.read_histories(frame) if curves else None
+    # Learning curves need the experiments' commits: without them, keep the committed figure.
+    kept = {} if histories else {name: (folder / name).read_bytes() for name in curves
+                                 if (folder / name).is_file()}
+    files = sweep_study.build_study(sweep, frame, histories, plan, kept, extra)
     outputs.write_outputs(folder, files)
     outputs.log_to_mlflow(sweep.name, folder,
                           *sweep_study.sweep_run_record(sweep, files["summary.csv"], len(frame)))
@@ -266,14 +275,22 @@ def main() -> None:
     written = 0
     base = params.read_yaml(paths.PARAMS)
     for sweep in all_sweeps.values():
-        frame, others = sweep_study.select(sweep_study.with_carried(
-            sweep_study.with_hosts(sweep_study.experiments_frame(shown, sweep)), sweep), sweep,
-            base, extra)
-        if len(others):
-            print(f"study {sweep.name}: {len(others)} experiment(s) of other params left out "
-                  f"(another --set, another params.yaml or a configuration sweeps.yaml no longer "
-                  f"has; e.g. {others['name'].iloc[0]}); `--set KEY=VALUE` studies those of an "
-                  "override", file=sys.stderr)
+        live = sweep_study.experiments_frame(shown, sweep)
+        if len(live):
+            frame, others = sweep_study.select(sweep_study.with_carried(
+                sweep_study.with_hosts(live), sweep), sweep, base, extra)
+            if len(others):
+                print(f"study {sweep.name}: {len(others)} experiment(s) of other params left out "
+                      f"(another --set, another params.yaml or a configuration sweeps.yaml no "
+                      f"longer has; e.g. {others['name'].iloc[0]}); `--set KEY=VALUE` studies "
+                      "those of an override", file=sys.stderr)
+        else:  # none here: the committed study is the record, rebuilt as it is
+            frame = sweep_study.recorded_frame(sweep)
+            if extra:  # the record holds one set of overrides: those asked, or none
+                frame = sweep_study.select(frame, sweep, base, extra)[0]
+            if len(frame):
+                print(f"study {sweep.name}: no experiments in this clone; rebuilt from the "
+                      f"committed {paths.STUDY_REPORTS / sweep.name / 'experiments.csv'}")
         if args.all and frame.empty:
             continue
         written += study_sweep(sweep, frame, args.all, args.all_commits, args, extra)

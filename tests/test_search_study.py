@@ -200,3 +200,18 @@ def test_the_report_names_the_settings_every_trial_shared_beyond_params_yaml():
     assert "differ from params.yaml: `train.epochs=5`, `train.hidden_units=[64, 32]`." in report
     assert "--jobs 2 --set train.epochs=5 --set 'train.hidden_units=[64, 32]'`" in report
     assert "differ from params.yaml" not in search_report.build(SEARCH, small_frame())["report.md"]
+
+
+def test_a_committed_search_study_rebuilds_from_its_record(tmp_path):
+    """trials.csv and settings.json give the same files again (a clone without the trials)."""
+    settings = {"prepare.cv_folds": 3, "train.epochs": 5}  # sorted, as shared_settings gives
+    files = search_report.build(SEARCH, small_frame(), settings)
+    files["trials.csv"].to_csv(tmp_path / search_report.TRIALS, index=False)
+    (tmp_path / search_report.SETTINGS).write_text(files[search_report.SETTINGS])
+    frame, read = search_report.recorded(tmp_path, SEARCH)
+    assert read == settings
+    again = search_report.build(SEARCH, frame, read)
+    assert again["report.md"] == files["report.md"]
+    assert again["trials.csv"].to_csv(index=False) == (tmp_path / "trials.csv").read_text()
+    empty, none = search_report.recorded(tmp_path / "absent", SEARCH)
+    assert empty.empty and none == {}

@@ -335,7 +335,10 @@ def test_the_design_comes_from_flags_then_this_clone_then_the_committed_study():
     assert plan(record=record, committed=committed)[:4] == (3, 8, 0.01, True)
     by_commit = plan(committed=committed)
     assert by_commit[:4] == (3, 10, 0.004, True)
-    assert by_commit[4].endswith("(reports/study/dropout/design.json)")
+    # the report states the design, the same wherever it came from; the terminal says where
+    assert by_commit[4] == plan(seeds=3, max_seeds=10)[4] == "--seeds 3 --max-seeds 10"
+    got = sweep_study.study_plan(DROPOUT, frame, committed=committed)
+    assert got.origin.endswith("(reports/study/dropout/design.json)")
     # 4 seeds everywhere and nothing recorded: one look at alpha, though 4 > the first 3 seeds
     assert plan()[:4] == (2, 2, 0.005, False)
     # the study writes the design beside its report when it is adaptive, and only then
@@ -388,6 +391,34 @@ def test_a_committed_design_applies_to_the_experiments_it_was_committed_with(tmp
     (folder / "design.json").write_text("{")
     with pytest.raises(TunelabError, match=r"design.json is unreadable .*pass --seeds"):
         study.committed_design("dropout", frame)
+
+
+def test_a_committed_study_rebuilds_from_its_record(tmp_path, monkeypatch):
+    """experiments.csv (what the study writes) read back gives the same files, the learning
+    curves this clone cannot draw are kept in their place, and a record without costs has no
+    Compute line (not '0 training seconds')."""
+    monkeypatch.setattr(study.paths, "STUDY_REPORTS", tmp_path)
+    sweep = sweep_spec.parse_sweep("norm", {"grid": {"train.norm": ["none", "batch"]},
+                                            "baseline": {"train.norm": "none"}}, BASE)
+    assert sweep_study.recorded_frame(sweep).empty  # no committed study
+    frame = experiments([(c, s, 0.85 + 0.001 * s + (c == "norm=batch") / 300)
+                         for c in ("norm=none", "norm=batch") for s in range(3)], sweep)
+    frame["rev"] = [f"{i:040x}" for i in range(len(frame))]
+    files = sweep_study.build_study(sweep, frame, plan=FIXED)
+    (tmp_path / "norm").mkdir()
+    files["experiments.csv"].to_csv(tmp_path / "norm/experiments.csv", index=False)
+    record = sweep_study.recorded_frame(sweep)
+    again = sweep_study.build_study(sweep, record, plan=FIXED, kept={"learning_curves.png": b"png"})
+    assert again["report.md"] == files["report.md"].replace(
+        "![norm_comparison.png](norm_comparison.png)\n",
+        "![norm_comparison.png](norm_comparison.png)\n![learning_curves.png](learning_curves.png)\n")
+    assert again["learning_curves.png"] == b"png"
+    assert again["experiments.csv"].to_csv(index=False) == \
+        (tmp_path / "norm/experiments.csv").read_text()
+    assert again["summary.csv"].to_csv(index=False) == files["summary.csv"].to_csv(index=False)
+    costless = record.assign(fold_epochs=math.nan, train_seconds=math.nan)
+    assert "**Compute**" in files["report.md"]
+    assert "**Compute**" not in sweep_study.build_study(sweep, costless, plan=FIXED)["report.md"]
 
 
 def test_write_outputs_replaces_the_folder_content(tmp_path):

@@ -11,10 +11,13 @@ from src.tracking import store
 
 
 def write_outputs(folder: Path, files: dict[str, object]) -> None:
-    """Each file atomically (str -> text, DataFrame -> CSV, Figure -> PNG); stale files removed."""
+    """Each file atomically (str -> text, DataFrame -> CSV, Figure -> PNG, bytes as they are);
+    stale files removed."""
     for name, content in files.items():
         if isinstance(content, str):
             atomic.write_text(folder / name, content)
+        elif isinstance(content, bytes):
+            atomic.write_with(folder / name, lambda tmp, c=content: tmp.write_bytes(c))
         elif isinstance(content, pd.DataFrame):
             atomic.write_with(folder / name, lambda tmp, c=content: c.to_csv(tmp, index=False))
         else:  # a Figure

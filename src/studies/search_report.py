@@ -10,8 +10,10 @@ trials over to a sweep (as `configs:`) to be confirmed over seeds.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
+from pathlib import Path
 
 import matplotlib.ticker
 import numpy as np
@@ -25,6 +27,8 @@ from src.experiments import exp_show
 from src.experiments.search_spec import Search
 from src.studies.sweep_report import fmt, md_table
 
+TRIALS = "trials.csv"  # one row per trial: the study's record
+SETTINGS = "settings.json"  # the params every trial shared that differ from params.yaml
 TOP = 10  # trials shown in the ranking figure and the report's table
 METRICS = {"cv_accuracy": ("cv", "val_accuracy", "mean"),
            "cv_ci_low": ("cv", "val_accuracy", "ci95_low"),
@@ -322,9 +326,25 @@ def render(search: Search, frame: pd.DataFrame, importances: dict[str, float], n
 
 
 def build(search: Search, frame: pd.DataFrame, settings: dict | None = None) -> dict[str, object]:
-    """Every output file of a search's study, by name: trials.csv, report.md, the figures.
-    ``settings``: what :func:`shared_settings` found, named in the report."""
+    """Every output file of a search's study, by name: trials.csv, report.md, the figures, and
+    the ``settings`` (what :func:`shared_settings` found, named in the report) as SETTINGS when
+    there are any, so that a clone without the trials rebuilds the report (:func:`recorded`)."""
     importances, note = importance(frame, search)
     figures = build_figures(frame, search, importances)
     report = render(search, frame, importances, note, compute(frame), list(figures), settings)
-    return {"trials.csv": frame, "report.md": report, **figures}
+    kept = {SETTINGS: json.dumps(settings, indent=2, sort_keys=True) + "\n"} if settings else {}
+    return {TRIALS: frame, "report.md": report, **kept, **figures}
+
+
+def recorded(folder: Path, search: Search) -> tuple[pd.DataFrame, dict]:
+    """The committed study's trials (``folder``/TRIALS, as :func:`trials_frame` makes them; empty
+    if there is none) and shared settings (``folder``/SETTINGS, {} if none): the record a clone
+    without the trials rebuilds the study from."""
+    path = folder / TRIALS
+    if not path.is_file():
+        return trials_frame([], search), {}
+    frame = pd.read_csv(path, float_precision="round_trip", keep_default_na=False,
+                        na_values={c: [""] for c in [*METRICS, "full_epochs"]})
+    frame["reason"] = frame["reason"].astype(str)
+    settings = folder / SETTINGS
+    return frame, json.loads(settings.read_text()) if settings.is_file() else {}

@@ -122,6 +122,20 @@ def select(frame: pd.DataFrame, sweep: sweep_spec.Sweep, base: dict,
     return chosen[chosen.index.isin(newest.index)], frame[~keep]
 
 
+def recorded_frame(sweep: sweep_spec.Sweep) -> pd.DataFrame:
+    """The committed study's experiments (reports/study/<sweep>/experiments.csv) as the table
+    :func:`experiments_frame` makes, empty if there is none. The record of what ran, whatever
+    has changed since: a clone without any of the sweep's experiments rebuilds the committed
+    study from it (``others`` is empty: the record does not keep it)."""
+    path = paths.STUDY_REPORTS / sweep.name / carried.EXPERIMENTS
+    if not path.is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=COLUMNS)
+    numeric = ["seed", *METRICS]
+    table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
+    return table.fillna({c: "" for c in COLUMNS if c not in numeric}).astype({"seed": int})
+
+
 def require_completed(frame: pd.DataFrame, sweep: sweep_spec.Sweep, all_commits: bool = False) -> None:
     if usable(frame).empty:
         where = "in any commit" if all_commits else "on the current commit"
@@ -144,8 +158,9 @@ class Plan:
     """How the study decides: the sequential design, the margin, and where they came from."""
     design: decide.Design
     margin: float
-    source: str      # said in the report
+    source: str      # said in the report: the design itself, wherever it came from
     adaptive: bool   # replay the sequential looks (else one look at alpha)
+    origin: str = ""  # where the design came from (said on the terminal, not in the report)
 
 
 def seed_sets(frame: pd.DataFrame) -> dict[str, frozenset[int]]:
@@ -161,29 +176,37 @@ def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None =
     every configuration has the same seeds, a fixed design (one look at alpha), else the sweep's
     own (sweeps.yaml). The margin: ``margin``, else the record's or committed design's, else the
     sweep's. The method (how alpha is spent over the looks): the record's or committed design's,
-    Bonferroni when it names none (it was recorded before there were others), else the sweep's."""
+    Bonferroni when it names none (it was recorded before there were others), else the sweep's.
+    The report states an adaptive design as its flags, whichever of these it came from, so that a
+    clone that reads it from DESIGN_FILE writes the same report (``origin`` says where it came
+    from)."""
     known = record or committed or {}
     margin = margin if margin is not None else known.get("margin", sweep.design.margin)
     if seeds is not None or max_seeds is not None:
         first = seeds if seeds is not None else sweep.design.seeds
         last = max_seeds if max_seeds is not None else sweep.design.max_seeds
-        return Plan(_design(first, last, sweep.design.method), margin,
-                    f"--seeds {first} --max-seeds {last}", True)
+        return _adaptive(first, last, sweep.design.method, margin,
+                         "the study's --seeds and --max-seeds")
     if record:
-        return Plan(_design(record["seeds"], record["max_seeds"], _method(record)), margin,
-                    "the design `sweep run --until-decided` recorded in this clone "
-                    f"(.tunelab/sweeps/{sweep.name}.design.json)", True)
+        return _adaptive(record["seeds"], record["max_seeds"], _method(record), margin,
+                         "the design `sweep run --until-decided` recorded in this clone "
+                         f"(.tunelab/sweeps/{sweep.name}.design.json)")
     if committed:
-        return Plan(_design(committed["seeds"], committed["max_seeds"], _method(committed)), margin,
-                    "the design of the committed study whose experiments these include "
-                    f"({paths.STUDY_REPORTS}/{sweep.name}/{DESIGN_FILE})", True)
+        return _adaptive(committed["seeds"], committed["max_seeds"], _method(committed), margin,
+                         "the design of the committed study whose experiments these include "
+                         f"({paths.STUDY_REPORTS}/{sweep.name}/{DESIGN_FILE})")
     sets = set(seed_sets(frame).values())
     if len(sets) <= 1:
         n = len(next(iter(sets))) if sets else 0
         return Plan(_design(2, 2), margin, f"a fixed design: {n} seeds per configuration, one "
-                    "look", False)
-    return Plan(_design(sweep.design.seeds, sweep.design.max_seeds, sweep.design.method), margin,
-                f"sweeps.yaml's design of {sweep.name}", True)
+                    "look", False, "every configuration has the same seeds")
+    return _adaptive(sweep.design.seeds, sweep.design.max_seeds, sweep.design.method, margin,
+                     f"sweeps.yaml's design of {sweep.name}")
+
+
+def _adaptive(first: int, last: int, method: str, margin: float, origin: str) -> Plan:
+    return Plan(_design(first, last, method), margin, f"--seeds {first} --max-seeds {last}", True,
+                origin)
 
 
 def design_json(plan: Plan) -> str:
@@ -314,11 +337,14 @@ def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep, plan: Plan | Non
     return table
 
 
-def compute(frame: pd.DataFrame, summary: pd.DataFrame, plan: Plan) -> dict:
+def compute(frame: pd.DataFrame, summary: pd.DataFrame, plan: Plan) -> dict | None:
     """Fold-epochs and training seconds the study took, and what a fixed design giving every
     configuration max_seeds seeds would have taken (each configuration's mean per experiment x
-    max_seeds): the saving of the adaptive seeds."""
+    max_seeds): the saving of the adaptive seeds. None when no experiment recorded its cost (a
+    study committed before experiments.csv had the columns)."""
     ran = frame[frame["state"] != Status.FAILED]
+    if ran["fold_epochs"].isna().all():
+        return None
     per = ran.groupby("config")[["fold_epochs", "train_seconds"]].mean()
     seeds = plan.design.max_seeds if plan.adaptive else int(summary["n"].max() or 0)
     return {"experiments": len(ran), "fold_epochs": float(ran["fold_epochs"].sum()),
@@ -401,15 +427,20 @@ def sweep_run_record(sweep: sweep_spec.Sweep, summary: pd.DataFrame, n: int) -> 
 
 def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
                 histories: dict[str, list[pd.DataFrame]] | None = None,
-                plan: Plan | None = None, overrides: dict | None = None) -> dict[str, object]:
+                plan: Plan | None = None, kept: dict[str, bytes] | None = None,
+                overrides: dict | None = None) -> dict[str, object]:
     """Every output file of a sweep's study, by name: DataFrames (CSV), the report, Figures.
+    ``kept``: PNGs of the committed study that this clone cannot draw again (learning curves
+    need each experiment's commit), kept as they are where the figure is not built.
     ``overrides``: the ``--set`` the study's experiments ran with (said in the report)."""
     plan = plan or study_plan(sweep, frame)
     summary = summary_table(frame, sweep, plan)
     grid = sweep_figures.grid_factors(sweep)
     anova, note = anova_table(frame, grid)
     curves = sweep_figures.seed_curves(histories) if histories else None
-    built = sweep_figures.build_all(sweep, summary, grid, curves)
+    drawn, kept = sweep_figures.build_all(sweep, summary, grid, curves), kept or {}
+    built = {name: drawn.get(name, kept.get(name)) for name, _ in sweep_figures.plan(sweep, grid)
+             if name in drawn or name in kept}
     design = {DESIGN_FILE: design_json(plan)} if plan.adaptive else {}
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns="others"),
             "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
