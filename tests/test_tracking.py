@@ -174,3 +174,103 @@ def test_train_processes_starting_at_once_on_a_fresh_store_all_succeed(tmp_path,
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert db.execute("SELECT count(*) FROM experiments WHERE name = 'tunelab'").fetchone() == (1,)
+
+
+# --- the clean-up on a busy SQLite store ---------------------------------------------------------
+
+class Locked:
+    """A store call that SQLite refuses ``times`` times ("database is locked"), then makes."""
+
+    def __init__(self, times: int, wrapped: bool = False):
+        self.times, self.wrapped, self.calls = times, wrapped, 0
+
+    def __call__(self, *args, **kwargs):
+        import sqlite3
+
+        from mlflow.exceptions import MlflowException
+        self.calls += 1
+        if self.calls > self.times:
+            return "done"
+        error = sqlite3.OperationalError("database is locked")
+        if not self.wrapped:
+            raise error
+        try:
+            raise error
+        except sqlite3.OperationalError as cause:  # how MLflow's SQL store reports it
+            raise MlflowException("(sqlite3.OperationalError) database is locked") from cause
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_when_unlocked_calls_again_while_the_store_is_locked(wrapped):
+    call, waits = Locked(times=2, wrapped=wrapped), []
+    assert store.when_unlocked(call, attempts=3, first_wait=0.5, sleep=waits.append) == "done"
+    assert call.calls == 3 and waits == [0.5, 1.0]
+
+
+def test_when_unlocked_gives_up_after_its_attempts():
+    call, waits = Locked(times=5), []
+    with pytest.raises(Exception, match="database is locked"):
+        store.when_unlocked(call, attempts=3, first_wait=0.5, sleep=waits.append)
+    assert call.calls == 3 and waits == [0.5, 1.0]
+
+
+def test_when_unlocked_raises_other_errors_at_once():
+    waits = []
+
+    def broken():
+        raise ValueError("no such run")
+
+    with pytest.raises(ValueError, match="no such run"):
+        store.when_unlocked(broken, sleep=waits.append)
+    assert waits == []
+
+
+def test_end_runs_ends_every_run_through_a_locked_store(monkeypatch):
+    monkeypatch.setattr(store, "FIRST_WAIT_S", 0.0)
+    ended = []
+
+    class Client:
+        set_terminated_once = Locked(times=1)
+
+        def set_terminated(self, run_id, status):
+            self.set_terminated_once()  # refused once, then through
+            ended.append((run_id, status))
+
+    store.end_runs(Client(), ["child", "parent"], "KILLED")
+    assert ended == [("child", "KILLED"), ("parent", "KILLED")]
+
+
+def test_abort_on_a_store_that_stays_locked_says_so_and_does_not_raise(uri, monkeypatch, capsys):
+    experiment = store.init_store(uri)
+    mlflow = trackers.MLflowTracker(uri, experiment, "exp", {}, {})
+    mlflow.start_fold(0)
+    monkeypatch.setattr(store, "FIRST_WAIT_S", 0.0)
+    monkeypatch.setattr(mlflow.client, "set_terminated", Locked(times=99), raising=False)
+    mlflow.abort("KILLED")  # the interruption, not the store, decides the exit status
+    assert "not ended KILLED: database is locked" in capsys.readouterr().err
+
+
+def test_a_stop_signal_inside_a_store_call_is_raised_when_the_call_returns(uri):
+    import signal
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    steps = []
+
+    class Client:
+        def log_batch(self):
+            signal.raise_signal(signal.SIGTERM)  # its handler runs before raise_signal returns
+            steps.append("committed")
+
+    try:
+        errors.handle_stop_signals()
+        with pytest.raises(KeyboardInterrupt):
+            store._Uninterrupted(Client()).log_batch()
+        assert steps == ["committed"]  # the call finished, then the interrupt
+        signal.raise_signal(signal.SIGTERM)  # a second SIGTERM is let pass
+        errors.handle_stop_signals()
+        with pytest.raises(KeyboardInterrupt):  # outside a store call: at once
+            signal.raise_signal(signal.SIGTERM)
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+    assert isinstance(store.client(uri), store._Uninterrupted)
+    assert not isinstance(store.client("http://127.0.0.1:5000"), store._Uninterrupted)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 
 
 class TunelabError(Exception):
@@ -24,23 +26,66 @@ class DataError(TunelabError):
     """The dataset is missing, truncated, altered, or not what its checksum says."""
 
 
-def _raise_keyboard_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-    # SIGTERM (`kill`, a stopped queue worker) takes the same clean-up path as Ctrl-C. Later
-    # SIGTERMs are let pass, so that the clean-up (MLflow runs ended KILLED, atomic writes) and the
-    # exit finish: `pkill -f` and `timeout` often deliver two (measured: `timeout N python -m
-    # src.sweep ...` killed by `pkill -f` printed a KeyboardInterrupt traceback from an atexit
-    # hook). A Python-level handler, not SIG_IGN: processes started later keep the default.
-    signal.signal(signal.SIGTERM, _after_first_sigterm)
+# Stopping: the first SIGTERM or Ctrl-C (SIGINT) raises KeyboardInterrupt, so that `finally` blocks
+# and the stages' `except KeyboardInterrupt` clean-up run (MLflow runs ended KILLED, atomic writes).
+# Not in the middle of a SQLite tracking store call, though: an interrupt raised inside SQLAlchemy
+# between a write and its commit or rollback leaves that connection holding the database's lock,
+# and the clean-up's own `set_terminated` then waits on it (MLflow's 20 s busy timeout) and fails
+# with "database is locked" (measured: exit 1 instead of 130 when SIGTERM arrived while a store call
+# waited on a busy store). Such calls run under :func:`signals_deferred`; the interrupt is raised
+# when they return.
+_deferring = 0                 # depth of signals_deferred() blocks in the main thread
+_pending: int | None = None    # the stop signal that arrived inside one
+
+
+def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    global _pending
+    # Later SIGTERMs are let pass, so that the clean-up and the exit finish: `pkill -f` and
+    # `timeout` often deliver two (measured: `timeout N python -m src.sweep ...` killed by `pkill -f`
+    # printed a KeyboardInterrupt traceback from an atexit hook). A Python-level handler, not
+    # SIG_IGN: processes started later keep the default. A second Ctrl-C is a person insisting:
+    # it interrupts the clean-up at once. SIGKILL still ends the process at once.
+    signal.signal(signal.SIGTERM, _already_stopping)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _deferring:
+        _pending = signum
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _after_first_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-    """Already stopping: nothing more to do (SIGKILL still ends the process at once)."""
+def _already_stopping(signum, frame):  # noqa: ARG001 - signal handler signature
+    """Already stopping: nothing more to do."""
+
+
+def handle_stop_signals() -> None:
+    """The first SIGTERM or Ctrl-C raises KeyboardInterrupt (out of :func:`signals_deferred`
+    blocks); later SIGTERMs are let pass. For the main thread of a stage or a worker process."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+@contextmanager
+def signals_deferred():
+    """A block that a stop signal does not cut short: the KeyboardInterrupt of a SIGTERM or Ctrl-C
+    that arrives inside it is raised when the outermost such block ends. Signal handlers run in the
+    main thread only, so in another thread this does nothing."""
+    global _deferring, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending is not None:
+            signum, _pending = _pending, None
+            raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` and exit: 0 on success, 2 on a user error, 130 on interruption."""
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    handle_stop_signals()
     try:
         main()
     except TunelabError as error:

@@ -14,10 +14,14 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from src.core import atomic, naming, paths
+from src.core import atomic, errors, naming, paths
 from src.core.errors import TunelabError
+
+T = TypeVar("T")
 
 EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME", "tunelab")
 # MLflow 3's UI opens an experiment in its GenAI view (traces, judges) unless the experiment says it
@@ -35,11 +39,77 @@ def tracking_uri() -> str:
 
 
 def client(uri: str | None = None):
-    """An ``MlflowClient`` on ``uri`` (default: :func:`tracking_uri`)."""
+    """An ``MlflowClient`` on ``uri`` (default: :func:`tracking_uri`). On a SQLite store each of its
+    calls finishes before a SIGTERM or Ctrl-C takes effect (:func:`errors.signals_deferred`: an
+    interrupt inside one leaves the database locked for the clean-up)."""
     from mlflow.tracking import (
         MlflowClient,  # mlflow takes seconds to import: only when used
     )
-    return MlflowClient(tracking_uri=uri or tracking_uri())
+    uri = uri or tracking_uri()
+    mlflow = MlflowClient(tracking_uri=uri)
+    return _Uninterrupted(mlflow) if uri.startswith("sqlite:") else mlflow
+
+
+class _Uninterrupted:
+    """An ``MlflowClient`` whose method calls run under :func:`errors.signals_deferred`. Only for
+    SQLite, whose calls end within its busy timeout: a call to an HTTP server that is down retries
+    for minutes, and interrupting it leaves nothing locked."""
+
+    def __init__(self, mlflow):
+        self._mlflow = mlflow
+
+    def __getattr__(self, name):
+        attribute = getattr(self._mlflow, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            with errors.signals_deferred():
+                return attribute(*args, **kwargs)
+        return call
+
+
+# A busy SQLite store. MLflow (3.17, mlflow/store/db/utils.py) sets `PRAGMA busy_timeout = 20000`
+# on every session, so a call waits up to 20 s for another connection's lock; SQLite still answers
+# "database is locked" at once where waiting could deadlock (two writers that both read first), or
+# after those 20 s. The clean-up that ends runs KILLED / FAILED tries such a call again a few times.
+LOCKED = "database is locked"
+ATTEMPTS = 3          # calls in all; worst case 3 x 20 s + 1.5 s, past which the runs stay RUNNING
+FIRST_WAIT_S = 0.5    # before the second call; doubled before each next one
+
+
+def is_locked(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from, is SQLite's "database is locked" (MLflow
+    wraps sqlite3's OperationalError in an MlflowException)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if LOCKED in str(error):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def when_unlocked(call: Callable[[], T], attempts: int = ATTEMPTS,
+                  first_wait: float = FIRST_WAIT_S, sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call()``, called again after 0.5 s, 1 s, ... while a busy SQLite store refuses it, at most
+    ``attempts`` times in all; then (or on any other error) its error is raised."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == attempts - 1 or not is_locked(error):
+                raise
+        sleep(first_wait * 2 ** attempt)
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
+def end_runs(mlflow, run_ids: list[str], status: str) -> None:
+    """End ``run_ids`` with ``status`` (KILLED, FAILED): the clean-up of every interrupted or
+    failed run, through :func:`when_unlocked`."""
+    for run_id in run_ids:
+        when_unlocked(lambda run_id=run_id: mlflow.set_terminated(run_id, status=status),
+                      ATTEMPTS, FIRST_WAIT_S)
 
 
 def init_store(uri: str | None = None, experiment: str = EXPERIMENT) -> str:
@@ -180,15 +250,17 @@ def end_trial_runs(trial_key: str, status: str = "KILLED", uri: str | None = Non
     if found is None:
         return []
     ended = []
-    parents = mlflow.search_runs([found.experiment_id], max_results=1000, filter_string=(
-        f"tags.`{TRIAL_TAG}` = '{trial_key}'"))
+    parents = when_unlocked(lambda: mlflow.search_runs(
+        [found.experiment_id], max_results=1000,
+        filter_string=f"tags.`{TRIAL_TAG}` = '{trial_key}'"))
     for parent in parents:
-        children = mlflow.search_runs([found.experiment_id], max_results=1000, filter_string=(
-            f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and attributes.status = 'RUNNING'"))
-        for run in [*children, parent]:
-            if run.info.status == "RUNNING":
-                mlflow.set_terminated(run.info.run_id, status=status)
-                ended.append(run.info.run_id)
+        children = when_unlocked(lambda parent=parent: mlflow.search_runs(
+            [found.experiment_id], max_results=1000, filter_string=(
+                f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
+                f"and attributes.status = 'RUNNING'")))
+        running = [run.info.run_id for run in [*children, parent] if run.info.status == "RUNNING"]
+        end_runs(mlflow, running, status)
+        ended += running
     return ended
 
 

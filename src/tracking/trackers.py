@@ -6,6 +6,7 @@ run, a child run per fold, a metric per epoch). Tests pass :class:`NullTracker`.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -117,10 +118,17 @@ class MLflowTracker:
         self.client.set_terminated(self.parent, status=status.mlflow)
 
     def abort(self, status: str) -> None:
-        """End every open run with ``status`` (FAILED or KILLED)."""
-        for run_id in [*self.children.values(), self.parent]:
-            self.client.set_terminated(run_id, status=status)
+        """End every open run with ``status`` (FAILED or KILLED): the clean-up of an interrupted
+        or failed training. A store that stays unusable leaves them RUNNING, said in one line on
+        stderr, so that the process still ends as what stopped it (130 for an interruption)."""
+        open_runs = [*self.children.values(), self.parent]
         self.children.clear()
+        try:
+            store.end_runs(self.client, open_runs, status)
+        except Exception as error:  # noqa: BLE001 - the cause of the stop matters more
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            print(f"warning: MLflow runs {', '.join(open_runs)} not ended {status}: {reason}",
+                  file=sys.stderr)
 
     def handle(self) -> dict:
         return {"experiment_id": self.experiment_id, "run_id": self.parent}
