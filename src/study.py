@@ -23,7 +23,9 @@ Writes reports/study/<sweep>/ (each file atomically; files of an earlier study a
        importance, what pruning saved, a sweep to confirm the best over seeds) and its figures
        (src/studies/search_report.py);
        an MLflow run `study-<name>` (tags sweep, tunelab.kind=study | search-study) with all of
-       the above.
+       the above, and runs.csv: the MLflow parent run of each experiment it used (from the
+       experiment's commit), whether this store holds it, and a link to the sweep's runs grouped
+       by configuration (src/studies/outputs.py).
        With --pull (or $TUNELAB_STORAGE set: a shared study), every host's experiments of this
        commit are first fetched from the git remote they were pushed to (`dvc exp pull`): the
        shared git remote is the study's source of truth; each experiment's host comes from its
@@ -106,7 +108,7 @@ def study_search(search: search_spec.Search, shown: list) -> None:
          "study.best_trial": ranked["name"].iloc[0] if len(ranked) else ""},
         {"best.cv_accuracy": ranked["cv_accuracy"].iloc[0] if len(ranked) else math.nan,
          "trials": len(frame), "pruned": cost["pruned"],
-         "pruning.saved_share": cost["saved_share"]})
+         "pruning.saved_share": cost["saved_share"]}, sweep_study.run_links(frame))
     print(f"study {search.name}: {len(frame)} trials -> {folder}/: {', '.join(sorted(files))}")
 
 
@@ -167,7 +169,8 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
     files = sweep_study.build_study(sweep, frame, histories, plan, kept, extra)
     outputs.write_outputs(folder, files)
     outputs.log_to_mlflow(sweep.name, folder,
-                          *sweep_study.sweep_run_record(sweep, files["summary.csv"], len(frame)))
+                          *sweep_study.sweep_run_record(sweep, files["summary.csv"], len(frame)),
+                          sweep_study.run_links(frame))
     print(f"study {sweep.name}: {len(frame)} experiments -> {folder}/: {', '.join(sorted(files))}")
     return True
 

@@ -7,7 +7,9 @@ Writes models/fold_<k>.pt              self-describing checkpoints (model name +
        reports/train/folds/fold_<k>/   DVCLive, written live, step = epoch;
        reports/train/live/             DVCLive: the mean curve over folds (for `dvc plots diff`);
        reports/train/mlflow_run.json   the MLflow parent run that plot publishes the results to,
-                                       and the host the experiment ran on.
+                                       and the host the experiment ran on; the run is tagged
+                                       with its configuration (tunelab.config: the params but
+                                       train.seed) for the UI's "Group by".
 Run    python -m src.train   (or `dvc repro train`, `dvc exp run -S train.dropout=0.3`)
 
 Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else all cores.
@@ -120,7 +122,8 @@ def main() -> None:
         "data.cv_folds": n_folds, "threads": threads, "device": device.label(on)}
     mlflow = trackers.MLflowTracker(uri, store.init_store(uri),
                                     os.environ.get("DVC_EXP_NAME", "workspace"), run_params,
-                                    store.run_tags())
+                                    store.run_tags() |
+                                    trackers.config_tags(params.read_yaml(paths.PARAMS)))
     store.save_handle(paths.MLFLOW_RUN, mlflow.handle() | {"host": store.host()})
     tracker = trackers.FanOut(trackers.DVCLiveTracker(paths.TRAIN_FOLD_LIVE), mlflow)
     rows, status = [], Status.COMPLETED

@@ -77,3 +77,48 @@ def test_the_experiment_page_lists_the_parent_run_and_its_fold_runs(served_store
     assert "Runs" in text and "workspace" in text, text[:2000]
     assert f"{1 + FOLDS} matching runs" in text, text[:2000]  # the parent and its fold runs
     assert "Detect Issues" not in text  # not the GenAI overview
+
+
+CONFIGS = ({"train": {"dropout": 0.5}}, {"train": {"dropout": 0.3, "lr": 0.003}})
+SEEDS = (0, 1)
+CV_ACCURACY = ((0.8, 0.81), (0.9, 0.93))  # by configuration, then seed: means 0.805 and 0.915
+
+
+@pytest.fixture
+def grouped_store(tmp_path, monkeypatch):
+    """Two configurations x two seeds of pipeline runs as train and plot write them (a parent
+    tagged with its configuration, a fold run, the results on the parent), and the view grouped
+    by configuration, served."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    uri = store.tracking_uri()
+    experiment = store.init_store(uri)
+    for c, config in enumerate(CONFIGS):
+        for seed in SEEDS:
+            merged = {"train": config["train"] | {"seed": seed}}
+            run = trackers.MLflowTracker(uri, experiment, f"run-c{c}-s{seed}", {},
+                                         {"sweep": "demo", **trackers.config_tags(merged)})
+            run.start_fold(0)
+            run.end_fold(0, Status.COMPLETED)
+            MlflowClient(uri).log_metric(run.parent, "cv.val_accuracy.mean", CV_ACCURACY[c][seed])
+            run.finish(Status.COMPLETED)
+    view = trackers.grouped_view(MlflowClient(uri), experiment, "tags.sweep = 'demo'")
+    with mlflow_server(uri, tmp_path / "mlartifacts") as server:
+        yield f"{server}/{view}"
+
+
+def test_the_grouped_view_shows_each_configurations_seeds_together(grouped_store):
+    dumped = chromium("--dump-dom", grouped_store)
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    text = page_text(dumped.stdout)
+    assert "Group by: tunelab.config" in text, text[:3000]
+    assert f"{len(CONFIGS) * len(SEEDS)} matching runs" in text, text[:3000]  # no fold runs
+    for c, config in enumerate(CONFIGS):
+        label = trackers.config_tags(config)[trackers.CONFIG_TAG]
+        # The group's row, its size, then its runs (newest first) before any other group.
+        group = re.search(rf"Group: {re.escape(label)} {len(SEEDS)} (.*?)(Group: |$)", text)
+        assert group, (label, text[:3000])
+        shown = re.findall(r"run-c\d-s\d", group[1])
+        assert sorted(shown) == [f"run-c{c}-s{seed}" for seed in SEEDS], group[1]
+        # The group's mean over its seeds, in the CV accuracy column the view opens with.
+        assert f"{sum(CV_ACCURACY[c]) / len(SEEDS):.3f} (average)" in text, text[:3000]

@@ -7,6 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from src.core import errors
+from src.core.status import Status
 from src.tracking import store, trackers
 
 
@@ -274,3 +275,77 @@ def test_a_stop_signal_inside_a_store_call_is_raised_when_the_call_returns(uri):
             signal.signal(number, handler)
     assert isinstance(store.client(uri), store._Uninterrupted)
     assert not isinstance(store.client("http://127.0.0.1:5000"), store._Uninterrupted)
+
+
+def test_a_configuration_tag_is_the_same_for_every_seed_and_any_spelling():
+    tags = trackers.config_tags({"train": {"dropout": 0.5, "lr": 0.01, "seed": 0}})
+    assert tags == trackers.config_tags({"train": {"seed": 7, "lr": 1.0e-2, "dropout": 0.5}})
+    assert tags == trackers.config_tags({"train": {"dropout": 0.5, "lr": 0.01, "epochs": 10},
+                                         "prepare": {"cv_folds": 5}})  # defaults written out
+    digest = tags[trackers.CONFIG_ID_TAG]
+    assert tags[trackers.CONFIG_TAG] == f"train.dropout=0.5; train.lr=0.01 ({digest[:8]})"
+    assert trackers.config_tags({})[trackers.CONFIG_TAG].startswith("defaults (")
+
+
+def test_different_params_are_different_configurations():
+    base = {"train": {"dropout": 0.5, "seed": 1}}
+    others = [{"train": {"dropout": 0.3, "seed": 1}}, {"train": {"dropout": 0.5, "epochs": 3}},
+              {"train": {"dropout": 0.5}, "prepare": {"seed": 1}},  # another split of the data
+              {"train": {"dropout": 0.5, "conv_channels": [16, 32]}}]
+    tags = [trackers.config_tags(p) for p in [base, *others]]
+    assert len({t[trackers.CONFIG_ID_TAG] for t in tags}) == len(tags)
+    assert len({t[trackers.CONFIG_TAG] for t in tags}) == len(tags)
+    assert tags[3][trackers.CONFIG_TAG].startswith("prepare.seed=1; train.dropout=0.5 (")
+    assert tags[4][trackers.CONFIG_TAG].startswith("train.conv_channels=[16, 32]; ")
+
+
+def test_configuration_tags_of_invalid_params_name_the_key():
+    with pytest.raises(errors.ParamError, match="train.dropuot"):
+        trackers.config_tags({"train": {"dropuot": 0.5}})
+
+
+def test_grouped_view_is_saved_once_as_mlflows_shared_view_state(uri):
+    experiment = store.init_store(uri)
+    client = MlflowClient(uri)
+    path = trackers.grouped_view(client, experiment, "tags.sweep = 'dropout'")
+    assert trackers.grouped_view(client, experiment, "tags.sweep = 'dropout'") == path
+    key = path.split("viewStateShareKey=")[1]
+    assert path.startswith(f"#/experiments/{experiment}/runs?")
+    saved = {k: v for k, v in client.get_experiment(experiment).tags.items()
+             if k.startswith("mlflow.sharedViewState.")}
+    assert list(saved) == [f"mlflow.sharedViewState.{key}"]
+    state = json.loads(saved[f"mlflow.sharedViewState.{key}"])
+    assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "tunelab.config"}]
+    assert state["searchFilter"] == "tags.sweep = 'dropout' and tags.`tunelab.config` LIKE '%'"
+    # The filter is one the store accepts.
+    assert client.search_runs([experiment], filter_string=state["searchFilter"]) == []
+
+
+def test_a_study_run_links_the_runs_it_used(uri):
+    import pandas as pd
+
+    from src.studies import outputs
+    experiment = store.init_store(uri)
+    parent = trackers.MLflowTracker(uri, experiment, "dropout--dropout=0.5--s0", {}, {
+        "sweep": "dropout", **trackers.config_tags({"train": {"dropout": 0.5}})})
+    parent.finish(Status.COMPLETED)
+    used = pd.DataFrame({"name": ["dropout--dropout=0.5--s0", "dropout--dropout=0.5--s1",
+                                  "dropout--dropout=0.3--s0"],
+                         "rev": ["a" * 40, "b" * 40, "c" * 40],
+                         "run_id": [parent.parent, "f" * 32, ""]})  # ran elsewhere; no handle
+    folder = Path(uri.removeprefix("sqlite:///")).parent / "study"
+    folder.mkdir()
+    (folder / "report.md").write_text("# dropout\n")
+    run_id = outputs.log_to_mlflow("dropout", folder, {}, {"experiments": 3}, used)
+    client = MlflowClient(uri)
+    tags = client.get_run(run_id).data.tags
+    assert (tags["tunelab.runs"], tags["tunelab.runs_in_store"]) == ("3", "1")
+    assert tags["tunelab.runs_view"] in tags["mlflow.note.content"]
+    listed = pd.read_csv(client.download_artifacts(run_id, "runs.csv"), keep_default_na=False)
+    assert listed["name"].tolist() == used["name"].tolist()
+    assert listed["run_id"].tolist() == used["run_id"].tolist()
+    assert listed["in_store"].tolist() == [True, False, False]
+    grouped = client.search_runs([experiment], filter_string=json.loads(
+        client.get_experiment(experiment).tags[
+            "mlflow.sharedViewState." + tags["tunelab.runs_view"].split("=")[-1]])["searchFilter"])
+    assert [r.info.run_id for r in grouped] == [parent.parent]  # not the study run itself

@@ -9,6 +9,11 @@ declared type, so ``lr: 0.001`` and ``lr: 1.0e-3`` or a key left at its default 
 What else makes the numbers (the code, the data, the pinned libraries) is compared where
 experiments are carried over from a commit to another (src/experiments/carried.py); the machine
 is not (another CPU gives another draw, as another seed would).
+
+A *configuration* is what an experiment's seeds share: its identity with ``train.seed`` fixed
+(:func:`configuration`), so the seeds of one configuration share it and two different sets of
+params never do. ``prepare.seed`` stays in it: another split of the data is another configuration.
+:func:`describe` says it in words for the MLflow UI's "Group by" (src/tracking/trackers.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from src.core import params
+from src.core import naming, params
 from src.core.errors import ParamError
 
 SECTIONS = ("prepare", "train")  # the stages whose params make metrics.json (evaluate reads none)
@@ -42,3 +47,42 @@ def of_or_none(merged: dict | None) -> str | None:
         return of(merged)
     except (ParamError, TypeError, ValueError):
         return None
+
+
+SEED = "seed"  # train.seed: the replicate axis, the one key a configuration's experiments differ in
+SEED_VALUE = 0  # any fixed value would do: the seed a configuration is identified with
+
+
+def seedless(merged: dict) -> dict:
+    """``merged`` with ``train.seed`` set to :data:`SEED_VALUE` (a train section that is not a
+    mapping is left as it is, for validation to refuse)."""
+    train = merged.get("train")
+    if train is not None and not isinstance(train, dict):
+        return merged
+    return {**merged, "train": {**(train or {}), SEED: SEED_VALUE}}
+
+
+def configuration(merged: dict) -> str:
+    """The identity of the configuration of params ``merged``: :func:`of` with ``train.seed``
+    fixed; raises ParamError if the params are invalid."""
+    return of(seedless(merged))
+
+
+def describe(merged: dict) -> str:
+    """The configuration of ``merged`` in words: the ``prepare``/``train`` keys whose validated
+    values differ from the code's defaults (src/core/params.py; params.yaml restates them), sorted,
+    ``train.seed`` left out, then the first :data:`TAG` digits of :func:`configuration`. The words
+    determine the params only for one version of the code (a default that changes, or a new key,
+    leaves them as they were): the digest tells configurations apart across commits too.
+
+        {"train": {"dropout": 0.5, "seed": 3}} -> "train.dropout=0.5 (7aa3d069)"
+        {"train": {"seed": 3}}                 -> "defaults (d333e09e)"
+    """
+    validated = params.validate_all(seedless(merged))
+    changed = []
+    for name in SECTIONS:
+        defaults = params.as_dict(params.SECTIONS[name]())
+        for key, value in sorted(params.as_dict(validated[name]).items()):
+            if value != defaults[key] and not (name == "train" and key == SEED):
+                changed.append(f"{name}.{key}={naming.format_value(value)}")
+    return f"{'; '.join(changed) or 'defaults'} ({configuration(merged)[:TAG]})"

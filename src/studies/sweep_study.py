@@ -381,16 +381,16 @@ def read_histories(frame: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
     return histories
 
 
-def read_hosts(revs: list[str]) -> dict[str, str]:
-    """The host each experiment ran on, by rev: the ``host`` that train wrote into
-    reports/train/mlflow_run.json of the experiment's commit (one `git cat-file --batch` for all;
-    revs without it are left out). An experiment pulled from another host's push names that host."""
+def read_handles(revs: list[str]) -> dict[str, dict]:
+    """What train wrote into reports/train/mlflow_run.json of each experiment's commit (its MLflow
+    parent run's ids and its host), by rev: one `git cat-file --batch` for all; revs without it
+    (or with an unreadable one) are left out."""
     revs = [rev for rev in dict.fromkeys(revs) if isinstance(rev, str) and rev]
     if not revs:
         return {}
     done = subprocess.run(["git", "cat-file", "--batch"], capture_output=True,
                           input="".join(f"{rev}:{paths.MLFLOW_RUN}\n" for rev in revs).encode())
-    out, at, hosts = done.stdout, 0, {}
+    out, at, handles = done.stdout, 0, {}
     for rev in revs:
         end = out.find(b"\n", at)
         if end < 0:
@@ -401,13 +401,29 @@ def read_hosts(revs: list[str]) -> dict[str, str]:
             continue
         size = int(header[2])
         try:
-            host = json.loads(out[at:at + size]).get("host")
-        except (ValueError, AttributeError):
-            host = None
+            handle = json.loads(out[at:at + size])
+        except ValueError:
+            handle = None
         at += size + 1
-        if host:
-            hosts[rev] = str(host)
-    return hosts
+        if isinstance(handle, dict):
+            handles[rev] = handle
+    return handles
+
+
+def read_hosts(revs: list[str]) -> dict[str, str]:
+    """The host each experiment ran on, by rev: the ``host`` of :func:`read_handles` (revs
+    without one are left out). An experiment pulled from another host's push names that host."""
+    return {rev: str(handle["host"]) for rev, handle in read_handles(revs).items()
+            if handle.get("host")}
+
+
+def run_links(frame: pd.DataFrame) -> pd.DataFrame:
+    """The MLflow parent run of each experiment of a study (``name``, ``rev``): ``run_id`` from
+    its commit's reports/train/mlflow_run.json, "" where the commit or the file is not here."""
+    handles = read_handles(frame["rev"].tolist()) if len(frame) else {}
+    return pd.DataFrame({"name": frame["name"].tolist(), "rev": frame["rev"].tolist(),
+                         "run_id": [str(handles.get(rev, {}).get("run_id") or "")
+                                    for rev in frame["rev"]]})
 
 
 def with_hosts(frame: pd.DataFrame) -> pd.DataFrame:

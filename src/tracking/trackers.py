@@ -1,18 +1,56 @@
 """Experiment tracking behind one seam: the training loop talks to a :class:`Tracker`, which fans
 out to DVCLive (per-fold folders next to the stage's outputs) and MLflow (a parent run per pipeline
 run, a child run per fold, a metric per epoch). Tests pass :class:`NullTracker`.
+
+Each parent run carries its configuration (:func:`config_tags`), so the MLflow UI's "Group by"
+shows a configuration's seeds together with their mean, min or max; :func:`grouped_view` saves
+that view (MLflow's shared view state) and returns the link that opens it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import sys
 import time
 from pathlib import Path
 from typing import Protocol
 
+from src.core import identity
 from src.core.status import Status
 from src.tracking import store
+
+CONFIG_TAG = "tunelab.config"        # the configuration in words: identity.describe
+CONFIG_ID_TAG = "tunelab.config_id"  # its digest: identity.configuration
+# MLflow's UI opens a view saved as this experiment tag's JSON when the URL names its key
+# (`viewStateShareKey`; its "Share" button saves one the same way).
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+SHOWN_METRICS = ("cv.val_accuracy.mean", "test.accuracy")  # the columns a grouped view opens with
+
+
+def config_tags(merged: dict) -> dict[str, str]:
+    """The tags that name the configuration of params.yaml content ``merged`` (every seed of a
+    configuration gets the same; raises ParamError if the params are invalid)."""
+    return {CONFIG_TAG: identity.describe(merged), CONFIG_ID_TAG: identity.configuration(merged)}
+
+
+def grouped_view(client, experiment_id: str, search_filter: str = "") -> str:
+    """Save a view of the experiment's runs grouped by :data:`CONFIG_TAG` (parent runs only,
+    narrowed by ``search_filter`` if given; each group with the average of :data:`SHOWN_METRICS`)
+    and return the UI path that opens it. The same view is saved once, under a key from its
+    content."""
+    only_parents = f"tags.`{CONFIG_TAG}` LIKE '%'"
+    state = {"searchFilter": f"{search_filter} and {only_parents}" if search_filter else
+             only_parents,
+             "selectedColumns": [f"metrics.`{name}`" for name in SHOWN_METRICS],
+             "groupBy": {"aggregateFunction": "average",
+                         "groupByKeys": [{"mode": "tag", "groupByData": CONFIG_TAG}]}}
+    text = json.dumps(state, sort_keys=True)
+    key = "tunelab-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + key, text)
+    return (f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            f"&viewStateShareKey={key}")
 
 
 class Tracker(Protocol):
