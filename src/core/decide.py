@@ -27,17 +27,15 @@ design's `method` says how alpha is spent over the looks:
   alpha-spending function (Lan & DeMets 1983; src/core/spending.py), at the looks a comparison
   actually reaches: information fraction n / max_seeds for its n pairs, so a failed seed only
   moves the look. O'Brien-Fleming-type spends almost nothing at the first looks and keeps the
-  last look's level near alpha; Pocock-type spends about evenly. The boundaries are those of z
-  statistics (known variance); the t statistics here are held to them by their nominal level:
-  look k rejects when the t-test's p-value is below the boundary's fixed-sample p-value
-  (2 (1 - Phi(c_k)) two-sided, 1 - Phi(c_k) for each of TOST's one-sided tests at its own
-  one-sided boundary), i.e. |t| beyond the t quantile of the look's df at that level. This is an
-  approximation (the joint law of t statistics with few df is not that of the z's):
-  tests/test_decide.py shows by simulation that the error rates stay within alpha at the
-  project's margin (1.25 sd), for normal and heavy-tailed (t, 3 df) differences, but NOT when
-  the margin is so narrow that no study stops early as "equivalent": then 0.057
-  (O'Brien-Fleming) and 0.063 (Pocock) at alpha 0.05 over 3-10 seeds (a strict xfail test
-  records it). Reported p-values are then unadjusted; a
+  last look's level near alpha; Pocock-type spends about evenly. The boundaries are those of the
+  sequential t statistics themselves (`spending.t_nominal_levels`: each look's threshold found
+  on 2^19 Monte Carlo paths of the t statistics of normal differences under the null, so that
+  the first crossing at look k has the spending function's share; look 1 exactly), held as
+  nominal levels: look k rejects when the t-test's p-value is below the boundary's
+  fixed-sample p-value (two-sided; each of TOST's one-sided tests at its own one-sided
+  boundary). The z boundaries' levels applied to t were anti-conservative at 2-9 df when no
+  study stops early as "equivalent" (0.057 and 0.063 at alpha 0.05; a test keeps that
+  comparison). Reported p-values are then unadjusted; a
   comparison is rejected when p < alpha_diff, its boundary's level at its Holm share.
 - "bonferroni" (designs recorded before the spending functions; they keep it, so a committed
   study decides as it did): a fixed nominal boundary from the Bonferroni inequality: every look
@@ -152,10 +150,10 @@ class Design:
         looks at every look. Spending: the boundary at information fractions n / max_seeds."""
         if not self.spends:
             return level / self.looks
-        fractions = information(counts, self.max_seeds)
-        if not fractions:
+        looks = tuple(n for n in look_counts(counts, self.max_seeds) if n >= 2)
+        if not looks:  # no t statistic yet: nothing can be rejected
             return 0.0
-        return _nominal(self.method, level / sides, fractions, sides)
+        return spending.t_nominal_levels(self.method, level / sides, looks, self.max_seeds, sides)[-1]
 
     def planned_levels(self) -> tuple[float, ...]:
         """The nominal two-sided level of each planned look (first_seeds, first_seeds + 1, ...
@@ -164,24 +162,22 @@ class Design:
         return tuple(self.nominal(self.alpha, counts[:k]) for k in range(1, self.looks + 1))
 
 
-def information(counts: Sequence[int], max_seeds: int) -> tuple[float, ...]:
-    """The information fractions n / max_seeds of a comparison's looks (`counts`: its pairs at
-    each look). A look with no more pairs than the one before it (failed seeds) adds no
-    information: it is the same point of the boundary, tested again at the current level. More
-    pairs than max_seeds count as the full information (fraction 1)."""
-    out: list[float] = []
-    last = 0
+def look_counts(counts: Sequence[int], max_seeds: int) -> tuple[int, ...]:
+    """The pairs of a comparison's looks that add information (`counts`: its pairs at each
+    look). A look with no more pairs than the one before it (failed seeds) is the same point of
+    the boundary, tested again at the current level. More pairs than max_seeds count as
+    max_seeds (the full information)."""
+    out: list[int] = []
     for n in counts:
         n = min(int(n), max_seeds)
-        if n > last:
-            out.append(n / max_seeds)
-            last = n
+        if n > (out[-1] if out else 0):
+            out.append(n)
     return tuple(out)
 
 
-@lru_cache(maxsize=65536)
-def _nominal(method: str, a: float, fractions: tuple[float, ...], sides: int) -> float:
-    return spending.nominal_levels(method, a, fractions, sides)[-1]
+def information(counts: Sequence[int], max_seeds: int) -> tuple[float, ...]:
+    """The information fractions n / max_seeds of a comparison's looks (`look_counts`)."""
+    return tuple(n / max_seeds for n in look_counts(counts, max_seeds))
 
 
 # --- one decision ----------------------------------------------------------------------------
