@@ -250,8 +250,8 @@ def _t_looks(method: str, a: float, counts: tuple[int, ...], max_seeds: int,
     bounds, open_, crossed = _t_looks(method, a, counts[:-1], max_seeds, sides)
     m = int(round(spend * paths.shape[0])) - crossed  # paths this look rejects
     alive = np.sort(stat[open_])[::-1]
-    if m <= 0:
-        c = math.inf
+    if m <= 0:  # none: at the largest open path (a level just above 0, so intervals stay finite)
+        c = float(alive[0]) if alive.size else math.inf
     elif m >= alive.size:
         c = -math.inf
     else:  # between the m-th and the (m+1)-th largest: exactly m of the open paths cross
