@@ -750,6 +750,7 @@ def _pooled_family_rate(design, sds, studies, pool, seed=5):
 # pre-test at 3-5 pairs misses it too often and the pooled variance understates that one's:
 # 0.069 (5,000 studies) against a bound of 0.056; each comparison's own variance holds.
 # strict: the test says so when a better fallback fixes it.
+@pytest.mark.slow  # 2 x 5,000 studies of 4 comparisons: about a minute each on a quiet machine
 @pytest.mark.parametrize("pool", [pytest.param(True, marks=pytest.mark.xfail(
     strict=True, reason="Bartlett's pre-test misses a 2x sd at 3-5 pairs")), False], ids=["pooled", "own"])
 def test_pooled_family_with_one_noisier_configuration_false_better_or_worse_at_most_alpha(pool):
