@@ -13,6 +13,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
+from src.core import decide, spending
 from src.core.decide import (
     METHODS,
     Decision,
@@ -496,6 +497,19 @@ class IgnoresLooks(Design):
     def nominal(self, level, counts, sides=2):
         return level
 
+    @property
+    def equivalence_from(self):  # and TOST at every look, as before the skew guard
+        return 2
+
+
+class ZLevels(Design):
+    """The spending design as first written (issue 31): the z boundaries' nominal levels applied to
+    the t statistics, which is anti-conservative at 2-9 df."""
+
+    def nominal(self, level, counts, sides=2):
+        fractions = information(counts, self.max_seeds)
+        return spending.nominal_levels(self.method, level / sides, fractions, sides)[-1]
+
 
 def test_a_design_without_a_method_is_bonferroni_and_a_one_look_spending_design_is_the_fixed_test():
     assert Design(3, 10).method == "bonferroni" and METHODS == ("bonferroni", "obrien_fleming", "pocock")
@@ -540,7 +554,10 @@ def test_spending_verdicts_p_levels_and_intervals_tell_one_story(design):
             counts = list(range(3, 3 + look))
             assert design.nominal(ALPHA / 4, counts) <= g.alpha_diff <= design.nominal(ALPHA / 2, counts)
             low, high = (design.nominal(ALPHA / m, counts, 1) for m in (4, 2))
-            assert low <= g.alpha_tost <= high
+            if g.n >= design.equivalence_from:
+                assert low <= g.alpha_tost <= high
+            else:  # too few pairs for TOST (the skew guard): not tested
+                assert g.alpha_tost == 0.0 and not within and math.isnan(g.tost_low)
             seen.add(g.verdict)
     assert {"better", "equivalent", "undecided"} <= seen
 
@@ -597,21 +614,20 @@ def test_spending_difference_of_the_margin_false_equivalent_at_most_alpha(design
     assert (rate <= ALPHA + MC_2SE) == ok, f"false equivalent rate {rate:.4f}"
 
 
-# KNOWN LIMIT of the t approximation (issue 31): with a margin so narrow that no study stops early
-# as "equivalent" (0.125 sd), every null study reaches the late looks, where O'Brien-Fleming keeps
-# its alpha, and the nominal-level conversion to t at 2-9 df lets through more than alpha:
-# 0.057 (O'Brien-Fleming) and 0.063 (Pocock) against a bound of 0.056; Bonferroni 0.028, a
-# boundary that ignores the looks 0.173. At the project's margin (1.25 sd) equivalence stops hide
-# it (0.035 and 0.050 above). strict: the test says so when a better boundary for t fixes it.
-@pytest.mark.xfail(strict=True, reason="the z boundary's nominal level applied to t at 2-9 df "
-                   "is anti-conservative when no study stops for equivalence")
+# With a margin so narrow that no study stops early as "equivalent" (0.125 sd), every null study
+# reaches the late looks, where O'Brien-Fleming keeps its alpha. The z boundaries' nominal levels
+# applied to t at 2-9 df let through 0.057 (O'Brien-Fleming) and 0.063 (Pocock) here (issue 31);
+# the boundaries found for the t statistics themselves (spending.t_nominal_levels) hold alpha.
 @pytest.mark.parametrize("design", [pytest.param(OBF, id="obrien_fleming"),
-                                    pytest.param(POCOCK, id="pocock", marks=pytest.mark.slow)])
+                                    pytest.param(POCOCK, id="pocock", marks=pytest.mark.slow),
+                                    pytest.param(ZLevels(3, 10, ALPHA, "pocock"), id="z-levels-pocock",
+                                                 marks=pytest.mark.slow)])
 def test_spending_without_equivalence_stops_false_better_or_worse_at_most_alpha(design):
     rng = np.random.default_rng(31)
     rate = np.mean([simulate_study(rng, {"a": 0.0}, SD, SD / 8, design)["a"].verdict in DIFFERS
                     for _ in range(STUDIES)])
-    assert rate <= ALPHA + MC_2SE, f"false better/worse rate {rate:.4f}"
+    ok = not isinstance(design, ZLevels)
+    assert (rate <= ALPHA + MC_2SE) == ok, f"false better/worse rate {rate:.4f}"
 
 
 def test_obrien_fleming_finds_a_true_difference_more_often_than_bonferroni():
@@ -625,3 +641,120 @@ def test_spending_family_of_three_nulls_false_better_or_worse_at_most_alpha():
     results = _rates(OBF, {"a": 0.0, "b": 0.0, "c": 0.0}, studies=3000)
     rate = _any(results, DIFFERS)
     assert rate <= ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / 3000), f"family-wise rate {rate:.4f}"
+
+
+# --- skewed seed noise (issue 31, item 4) ----------------------------------------------------
+
+SKEW_SD = 0.0043  # the issue's scenario: paired sd 0.43 points, margin 0.5 points
+
+
+class NoEquivalenceGuard(Design):
+    """A spending design that claims "equivalent" from 2 pairs, as before the guard."""
+
+    @property
+    def equivalence_from(self):
+        return 2
+
+
+def _left_skewed(rng, skewness, shape):
+    """Noise of mean 0, sd 1 and this (negative) skewness: a shifted, negated gamma (shape
+    4 / skewness^2): most runs a little above the mean, an occasional one far below it."""
+    k = 4.0 / skewness**2
+    return -(rng.gamma(k, 1.0, shape) - k) / math.sqrt(k)
+
+
+def _false_equivalent_when_skewed(design, skewness, studies=STUDIES, seed=4):
+    # True difference -margin (the candidate worse by the margin), left-skewed differences: the
+    # samples that miss the bad run look tight and too high, so TOST's lower test rejects too often.
+    rng = np.random.default_rng(seed)
+    x = -MARGIN + SKEW_SD * _left_skewed(rng, skewness, (studies, design.max_seeds))  # (studies, seeds)
+    equivalent = 0
+    for row in x:
+        got = run_sequential(lambda configs, seeds, row=row: {c: row[seeds] for c in configs},
+                             ["a"], MARGIN, design, plan=False)["a"]
+        equivalent += got.verdict == "equivalent"
+    return equivalent / studies
+
+
+def test_left_skewed_noise_sample_moments():
+    z = _left_skewed(np.random.default_rng(0), -1.0, 1_000_000)
+    assert (z.mean(), z.std(), sps.skew(z)) == pytest.approx((0.0, 1.0, -1.0), abs=0.02)
+
+
+@pytest.mark.parametrize("design, ok", [(Design(3, 10, ALPHA, "obrien_fleming"), True),
+                                        (NoEquivalenceGuard(3, 10, ALPHA, "obrien_fleming"), False)],
+                         ids=["guarded", "no-guard"])
+def test_skewed_noise_false_equivalent_at_most_alpha(design, ok):
+    rate = _false_equivalent_when_skewed(design, -1.0)
+    assert (rate <= ALPHA) == ok, f"false equivalent rate {rate:.4f} at skewness -1"
+
+
+# --- the pooled variance of a seed-blocked family (issue 31, item 2) ------------------------
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (5, 3), (4, 10)])
+def test_seed_blocked_variance_is_statsmodels_two_way_anova_residual(shape):
+    import pandas as pd
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(sum(shape))
+    y = 0.9 + rng.normal(0, 0.01, (shape[0], 1)) + rng.normal(0, 0.005, (1, shape[1])) \
+        + rng.normal(0, 0.004, shape)  # (configs, seeds)
+    frame = pd.DataFrame([(f"c{i}", f"s{j}", y[i, j]) for i in range(shape[0]) for j in range(shape[1])],
+                         columns=["config", "seed", "y"])
+    ref = anova_lm(ols("y ~ C(config) + C(seed)", frame).fit()).loc["Residual"]
+    ms, df = decide.seed_blocked_variance(y)
+    assert (ms, df) == (pytest.approx(ref["mean_sq"], rel=1e-9), ref["df"])
+    # the paired differences with the baseline have the same residuals
+    d = y[1:] - y[0]
+    assert decide.seed_blocked_variance(np.vstack([np.zeros(shape[1]), d]))[0] == pytest.approx(ms, rel=1e-9)
+    with pytest.raises(ValueError, match="table must be configurations x seeds"):
+        decide.seed_blocked_variance(y[:1])
+
+
+def test_pooled_t_with_one_comparison_is_the_paired_t_and_falls_back_when_it_must():
+    rng = np.random.default_rng(8)
+    d = rng.normal(0.001, SD, (4, 6))
+    tests, pooled = decide.family_t({"a": d[0]}, pool=True)
+    assert not pooled and tests["a"] == paired_t(d[0])
+    tests, pooled = decide.family_t({k: row for k, row in zip("abcd", d)}, pool=True)
+    assert pooled and {t.df for t in tests.values()} == {4 * 5}
+    assert tests["a"].est == pytest.approx(d[0].mean()) and tests["a"].n == 6
+    assert decide.family_t({"a": d[0], "b": d[1][:5]}, pool=True)[1] is False  # unequal n
+    wide = {"a": d[0], "b": d[1], "c": d[2] * 6}  # one sd 6x the others': Bartlett rejects
+    assert not decide.equal_variances(wide) and decide.family_t(wide, pool=True)[1] is False
+    got = decide_family({k: row for k, row in zip("abcd", d)}, MARGIN, OBF, 4, pool=True)
+    assert all(g.pooled for g in got.values()) and "pooled" in got["a"].as_dict()
+    assert "pooled" not in decide_family({"a": d[0]}, MARGIN, OBF, 4)["a"].as_dict()
+
+
+def _pooled_family_rate(design, sds, studies, pool, seed=5):
+    # a configurations share the baseline's runs and seed blocks: y = seed effect + error, every
+    # true difference 0; paired differences y_c - y_b. sds: each configuration's run sd.
+    rng = np.random.default_rng(seed)
+    names = [f"c{i}" for i in range(len(sds))]
+    base = rng.normal(0.0, SKEW_SD / math.sqrt(2), (studies, design.max_seeds))  # (studies, seeds)
+    runs = rng.normal(0.0, 1.0, (len(sds), studies, design.max_seeds)) * np.asarray(sds)[:, None, None]
+    wrong = 0
+    for i in range(studies):
+        def draw(configs, seeds, i=i):
+            return {c: runs[names.index(c), i, seeds] - base[i, seeds] for c in configs}
+
+        got = run_sequential(draw, names, MARGIN, design, plan=False, pool=pool)
+        wrong += any(d.verdict in DIFFERS for d in got.values())
+    return wrong / studies
+
+
+# KNOWN LIMIT (issue 31, item 2): with one configuration's sd twice the others', Bartlett's
+# pre-test at 3-5 pairs misses it too often and the pooled variance understates that one's:
+# 0.069 (5,000 studies) against a bound of 0.056; each comparison's own variance holds.
+# strict: the test says so when a better fallback fixes it.
+@pytest.mark.slow  # 2 x 5,000 studies of 4 comparisons: about a minute each on a quiet machine
+@pytest.mark.parametrize("pool", [pytest.param(True, marks=pytest.mark.xfail(
+    strict=True, reason="Bartlett's pre-test misses a 2x sd at 3-5 pairs")), False], ids=["pooled", "own"])
+def test_pooled_family_with_one_noisier_configuration_false_better_or_worse_at_most_alpha(pool):
+    sigma = SKEW_SD / math.sqrt(2)  # a run's sd: paired sd 0.43 points
+    studies = STUDIES
+    rate = _pooled_family_rate(OBF, [sigma, sigma, sigma, 2 * sigma], studies, pool)
+    assert rate <= ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / studies), f"rate {rate:.4f}"

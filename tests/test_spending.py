@@ -84,3 +84,40 @@ def test_bad_arguments():
         spending.boundaries("pocock", 0.025, (0.5, 0.5))
     with pytest.raises(ValueError, match="sides must be 1 or 2"):
         spending.boundaries("pocock", 0.025, (0.5, 1.0), 3)
+
+
+COUNTS = tuple(range(3, 11))  # the pairs at the 8 looks of a 3..10-seed study
+
+
+@pytest.mark.parametrize("method", spending.SPENDING)
+@pytest.mark.parametrize("sides", [1, 2])
+def test_t_boundaries_spend_what_the_function_says_on_fresh_paths(method, sides):
+    # The levels are found on the fixed paths; paths from another seed, through the same t
+    # statistics, must cross them with the spending function's shares (Monte Carlo error).
+    a, paths = 0.025, 400_000
+    levels = spending.t_nominal_levels(method, a, COUNTS, 10, sides)
+    t = spending.t_paths(10, paths, seed=7)[:, [n - 1 for n in COUNTS]].astype(float)
+    bounds = np.array([sps.t.isf(p / sides, n - 1) for p, n in zip(levels, COUNTS)])
+    crossed = (np.abs(t) if sides == 2 else t) > bounds
+    first = np.where(crossed.any(1), crossed.argmax(1), -1)
+    cumulative = np.cumsum([np.mean(first == k) for k in range(len(COUNTS))])
+    spent = np.array([sides * spending.spent(method, a, n / 10) for n in COUNTS])
+    se = np.sqrt(spent * (1 - spent) / paths) + np.sqrt(spent * (1 - spent) / spending.T_PATHS)
+    assert np.all(np.abs(cumulative - spent) <= 4 * se + 1e-6), (cumulative, spent)
+
+
+def test_t_levels_first_look_exact_and_below_the_z_levels_later():
+    for method in spending.SPENDING:
+        one = spending.t_nominal_levels(method, 0.025, (10,), 10)
+        assert one == (0.05,)  # one look at the full information: the fixed t-test
+        t = spending.t_nominal_levels(method, 0.025, COUNTS, 10)
+        z = spending.nominal_levels(method, 0.025, tuple(n / 10 for n in COUNTS))
+        assert t[0] == z[0]
+        # the t statistics with few df are less correlated look to look than the z's: a
+        # valid boundary for them spends less at the later looks
+        assert all(a < b for a, b in zip(t[1:], z[1:]))
+    # a look after failed seeds (counts 3, 5) differs from the planned 3, 4, 5
+    assert spending.t_nominal_levels("pocock", 0.025, (3, 5), 10)[-1] != \
+        spending.t_nominal_levels("pocock", 0.025, (3, 4, 5), 10)[-1]
+    with pytest.raises(ValueError, match=r"look counts must increase within 2..max_seeds \(10\)"):
+        spending.t_nominal_levels("pocock", 0.025, (3, 3), 10)

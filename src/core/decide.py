@@ -27,17 +27,15 @@ design's `method` says how alpha is spent over the looks:
   alpha-spending function (Lan & DeMets 1983; src/core/spending.py), at the looks a comparison
   actually reaches: information fraction n / max_seeds for its n pairs, so a failed seed only
   moves the look. O'Brien-Fleming-type spends almost nothing at the first looks and keeps the
-  last look's level near alpha; Pocock-type spends about evenly. The boundaries are those of z
-  statistics (known variance); the t statistics here are held to them by their nominal level:
-  look k rejects when the t-test's p-value is below the boundary's fixed-sample p-value
-  (2 (1 - Phi(c_k)) two-sided, 1 - Phi(c_k) for each of TOST's one-sided tests at its own
-  one-sided boundary), i.e. |t| beyond the t quantile of the look's df at that level. This is an
-  approximation (the joint law of t statistics with few df is not that of the z's):
-  tests/test_decide.py shows by simulation that the error rates stay within alpha at the
-  project's margin (1.25 sd), for normal and heavy-tailed (t, 3 df) differences, but NOT when
-  the margin is so narrow that no study stops early as "equivalent": then 0.057
-  (O'Brien-Fleming) and 0.063 (Pocock) at alpha 0.05 over 3-10 seeds (a strict xfail test
-  records it). Reported p-values are then unadjusted; a
+  last look's level near alpha; Pocock-type spends about evenly. The boundaries are those of the
+  sequential t statistics themselves (`spending.t_nominal_levels`: each look's threshold found
+  on 2^19 Monte Carlo paths of the t statistics of normal differences under the null, so that
+  the first crossing at look k has the spending function's share; look 1 exactly), held as
+  nominal levels: look k rejects when the t-test's p-value is below the boundary's
+  fixed-sample p-value (two-sided; each of TOST's one-sided tests at its own one-sided
+  boundary). The z boundaries' levels applied to t were anti-conservative at 2-9 df when no
+  study stops early as "equivalent" (0.057 and 0.063 at alpha 0.05; a test keeps that
+  comparison). Reported p-values are then unadjusted; a
   comparison is rejected when p < alpha_diff, its boundary's level at its Holm share.
 - "bonferroni" (designs recorded before the spending functions; they keep it, so a committed
   study decides as it did): a fixed nominal boundary from the Bonferroni inequality: every look
@@ -78,7 +76,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -99,6 +97,13 @@ TIE = 1e-6
 # ran before the spending functions existed: it keeps deciding by Bonferroni over the looks.
 LEGACY_METHOD = "bonferroni"
 DEFAULT_METHOD = "obrien_fleming"  # new studies (sweeps.yaml's default)
+# A spending design claims "equivalent" only from this many pairs (or at max_seeds, if fewer):
+# an occasional bad run makes the paired differences left-skewed, and a one-sided t-test of
+# skewed data at 3-6 pairs rejects far more often than its level (the samples that miss the bad
+# run have a mean too high and an sd too small). At skewness -1 (sd 0.43 points, margin 0.5,
+# 3-10 seeds, alpha 0.05) the false "equivalent" rate was 0.060 (O'Brien-Fleming) and 0.080
+# (Pocock); from 7 pairs, 0.045 and 0.035 (tests/test_decide.py). Bonferroni designs keep 2.
+MIN_EQUIVALENCE_PAIRS = 7
 METHODS = (LEGACY_METHOD, *spending.SPENDING)
 
 
@@ -152,10 +157,16 @@ class Design:
         looks at every look. Spending: the boundary at information fractions n / max_seeds."""
         if not self.spends:
             return level / self.looks
-        fractions = information(counts, self.max_seeds)
-        if not fractions:
+        looks = tuple(n for n in look_counts(counts, self.max_seeds) if n >= 2)
+        if not looks:  # no t statistic yet: nothing can be rejected
             return 0.0
-        return _nominal(self.method, level / sides, fractions, sides)
+        return spending.t_nominal_levels(self.method, level / sides, looks, self.max_seeds, sides)[-1]
+
+    @property
+    def equivalence_from(self) -> int:
+        """The fewest pairs at which TOST may claim "equivalent" (MIN_EQUIVALENCE_PAIRS for a
+        spending design, capped at max_seeds; 2 for Bonferroni, as recorded studies decided)."""
+        return min(MIN_EQUIVALENCE_PAIRS, self.max_seeds) if self.spends else 2
 
     def planned_levels(self) -> tuple[float, ...]:
         """The nominal two-sided level of each planned look (first_seeds, first_seeds + 1, ...
@@ -164,24 +175,22 @@ class Design:
         return tuple(self.nominal(self.alpha, counts[:k]) for k in range(1, self.looks + 1))
 
 
-def information(counts: Sequence[int], max_seeds: int) -> tuple[float, ...]:
-    """The information fractions n / max_seeds of a comparison's looks (`counts`: its pairs at
-    each look). A look with no more pairs than the one before it (failed seeds) adds no
-    information: it is the same point of the boundary, tested again at the current level. More
-    pairs than max_seeds count as the full information (fraction 1)."""
-    out: list[float] = []
-    last = 0
+def look_counts(counts: Sequence[int], max_seeds: int) -> tuple[int, ...]:
+    """The pairs of a comparison's looks that add information (`counts`: its pairs at each
+    look). A look with no more pairs than the one before it (failed seeds) is the same point of
+    the boundary, tested again at the current level. More pairs than max_seeds count as
+    max_seeds (the full information)."""
+    out: list[int] = []
     for n in counts:
         n = min(int(n), max_seeds)
-        if n > last:
-            out.append(n / max_seeds)
-            last = n
+        if n > (out[-1] if out else 0):
+            out.append(n)
     return tuple(out)
 
 
-@lru_cache(maxsize=65536)
-def _nominal(method: str, a: float, fractions: tuple[float, ...], sides: int) -> float:
-    return spending.nominal_levels(method, a, fractions, sides)[-1]
+def information(counts: Sequence[int], max_seeds: int) -> tuple[float, ...]:
+    """The information fractions n / max_seeds of a comparison's looks (`look_counts`)."""
+    return tuple(n / max_seeds for n in look_counts(counts, max_seeds))
 
 
 # --- one decision ----------------------------------------------------------------------------
@@ -212,6 +221,7 @@ class Decision:
     # alpha_diff iff the (1 - alpha_diff) interval excludes 0.
     alpha_diff: float = math.nan
     alpha_tost: float = math.nan  # the same for each of its one-sided TOST tests
+    pooled: bool = False  # its sd and df pooled over the family (`family_t`), not its own pairs'
 
     def label(self) -> str:
         """The verdict in words for a report, e.g. "equivalent within ±0.50 points"."""
@@ -230,6 +240,8 @@ class Decision:
     def as_dict(self) -> dict:
         """JSON/CSV-safe: nan -> None, plus the label."""
         d = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+        if not self.pooled:  # rows of a study that does not pool stay as they were
+            del d["pooled"]
         d["label"] = self.label()
         return d
 
@@ -304,6 +316,70 @@ def welch_t(candidate, baseline) -> TStat:
         return TStat(est, 0.0, math.nan, n, 0.0)
     df = (qc + qb) ** 2 / (qc**2 / (c.size - 1) + qb**2 / (b.size - 1))
     return TStat(est, math.sqrt(qc + qb), float(df), n, math.sqrt(vc + vb))
+
+
+# --- the pooled variance of a seed-blocked family (issue 31, item 2) ----------------------------
+
+# The pre-test of equal variances before pooling: Bartlett's, at this level (liberal, for power
+# at 3-10 seeds; rejecting only costs the pooled df).
+EQUAL_VARIANCE_ALPHA = 0.10
+
+
+def seed_blocked_variance(table) -> tuple[float, float]:
+    """The error variance of one run under the seed-blocked two-way model without interaction,
+    y[config, seed] = mu + config effect + seed effect + error: the residual mean square and its
+    df (a - 1)(n - 1), for `table` with a rows (configurations, baseline included) and n columns
+    (seeds, each run by every configuration): statsmodels' anova_lm of ols("y ~ C(config) +
+    C(seed)"), residual row."""
+    y = _values(table, "table").reshape(np.shape(table))
+    if y.ndim != 2 or min(y.shape) < 2:
+        raise ValueError(f"table must be configurations x seeds, at least 2 x 2, got shape {y.shape}")
+    a, n = y.shape
+    resid = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
+    df = (a - 1) * (n - 1)
+    return float(np.sum(resid * resid) / df), float(df)
+
+
+def equal_variances(diffs: Mapping[str, Sequence[float]], level: float = EQUAL_VARIANCE_ALPHA) -> bool:
+    """Whether Bartlett's test at `level` keeps equal variances of the comparisons' paired
+    differences (True for fewer than 2 comparisons)."""
+    groups = [np.asarray(d, dtype=float) for d in diffs.values()]
+    if len(groups) < 2:
+        return True
+    if any(np.ptp(g) <= TIE for g in groups):
+        return False
+    from scipy.stats import bartlett
+
+    return bool(bartlett(*groups).pvalue >= level)
+
+
+def pooled_paired_t(diffs: Mapping[str, Sequence[float]]) -> dict[str, TStat] | None:
+    """The comparisons' t statistics with the error variance pooled over the family
+    (`seed_blocked_variance` of the table baseline = 0, configuration = its paired differences,
+    which has the same residuals as the accuracies'): se = sqrt(2 s^2 / n), df (a - 1)(n - 1) for
+    a - 1 comparisons. None when they cannot share it (fewer than 2 comparisons, unequal numbers
+    of pairs, fewer than 2 pairs, or Bartlett's test rejects equal variances): then each
+    comparison keeps its own (`paired_t`)."""
+    if len(diffs) < 2:
+        return None
+    rows = {c: _values(d, "paired differences") for c, d in diffs.items()}
+    n = {r.size for r in rows.values()}
+    if len(n) != 1 or n.pop() < 2 or not equal_variances(rows):
+        return None
+    table = np.vstack([np.zeros(next(iter(rows.values())).size), *rows.values()])  # (a, n)
+    ms, df = seed_blocked_variance(table)
+    n_pairs = table.shape[1]
+    sd = math.sqrt(2.0 * ms)
+    return {c: TStat(float(r.mean()), sd / math.sqrt(n_pairs), df, n_pairs, sd) for c, r in rows.items()}
+
+
+def family_t(diffs: Mapping[str, Sequence[float]], pool: bool = False) -> tuple[dict[str, TStat], bool]:
+    """The t statistic of each comparison, pooled (`pooled_paired_t`) when `pool` and the family
+    can share its variance, else each its own (`paired_t`); and whether it was pooled."""
+    pooled = pooled_paired_t(diffs) if pool else None
+    if pooled is not None:
+        return pooled, True
+    return {c: paired_t(d) for c, d in diffs.items()}, False
 
 
 def _p_two_sided(t: TStat) -> float:
@@ -522,9 +598,12 @@ def _spending_step(p: list[float], held: int, alpha: float,
     return rejected, levels
 
 
-def _plan(t: TStat, margin: float, alpha_diff: float, alpha_tost: float) -> tuple[int | None, str]:
+def _plan(t: TStat, margin: float, alpha_diff: float, alpha_tost: float,
+          equivalence_from: int = 2) -> tuple[int | None, str]:
     n_diff = seeds_for_difference(t.est, t.sd, alpha_diff)
-    n_eq = seeds_for_equivalence(t.est, t.sd, margin, alpha_tost)
+    # before TOST tests (alpha_tost 0, equivalence_from), plan it at half the difference's level
+    n_eq = seeds_for_equivalence(t.est, t.sd, margin, alpha_tost if alpha_tost > 0.0 else alpha_diff / 2)
+    n_eq = None if n_eq is None else max(n_eq, equivalence_from)
     options = [(n, what) for n, what in ((n_diff, "difference"), (n_eq, "equivalence")) if n is not None]
     return min(options) if options else (None, "")
 
@@ -553,6 +632,9 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
     testable = [t.testable for t in stats]
     p_diff = [_p_two_sided(t) if ok else 1.0 for t, ok in zip(stats, testable)]
     p_eq = [_p_tost(t, margin) if ok else 1.0 for t, ok in zip(stats, testable)]
+    # Before design.equivalence_from pairs TOST does not test: p = 1 keeps its share, level 0.
+    early = [t.n < design.equivalence_from for t in stats]
+    p_eq_tested = [1.0 if e else p for p, e in zip(p_eq, early)]
     held_diff = sum(d.verdict not in ("better", "worse") for d in decided.values())
     held_eq = sum(not (d.verdict == "equivalent" or d.below_margin) for d in decided.values())
     if design.spends:
@@ -561,12 +643,13 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
         seen = [list(counts[c]) if c in counts else planned + [t.n] for c, t in zip(names, stats)]
         rej_diff, a_diff = _spending_step(p_diff, held_diff, level,
                                           lambda i, share: design.nominal(share, seen[i], 2))
-        rej_eq, a_eq = _spending_step(p_eq, held_eq, level,
+        rej_eq, a_eq = _spending_step(p_eq_tested, held_eq, level,
                                       lambda i, share: design.nominal(share, seen[i], 1))
         adj_diff, adj_eq = p_diff, p_eq  # compared with the levels a_diff, a_eq
     else:
         adj_diff, rej_diff, a_diff = _holm_step(p_diff, held_diff, level)
-        adj_eq, rej_eq, a_eq = _holm_step(p_eq, held_eq, level)
+        adj_eq, rej_eq, a_eq = _holm_step(p_eq_tested, held_eq, level)
+    a_eq = [0.0 if e else a for a, e in zip(a_eq, early)]
 
     out = {}
     for i, (c, t) in enumerate(zip(names, stats)):
@@ -575,7 +658,7 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
                               math.nan, math.nan, t.n, t.sd, None, "", math.nan, margin, look)
             continue
         ci = _interval(t, a_diff[i])
-        tost = _interval(t, 2.0 * a_eq[i])
+        tost = _interval(t, 2.0 * a_eq[i]) if a_eq[i] > 0.0 else (math.nan, math.nan)
         if rej_diff[i]:
             verdict, below = ("better" if t.est > 0 else "worse"), bool(rej_eq[i])
         else:
@@ -584,7 +667,7 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
         if plan:
             mdd = minimum_detectable_difference(t.n, t.sd, a_diff[i])
             if verdict == "undecided":
-                needed, needed_for = _plan(t, margin, a_diff[i], a_eq[i])
+                needed, needed_for = _plan(t, margin, a_diff[i], a_eq[i], design.equivalence_from)
         out[c] = Decision(verdict, below, t.est, ci[0], ci[1], tost[0], tost[1], adj_diff[i],
                           adj_eq[i], t.n, t.sd, needed, needed_for, mdd, margin, look,
                           a_diff[i], a_eq[i])
@@ -592,12 +675,15 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
 
 
 def decide_family(diffs: Mapping[str, np.ndarray], margin: float, design: Design, look: int,
-                  decided: Mapping[str, Decision] | None = None, plan: bool = True) -> dict[str, Decision]:
+                  decided: Mapping[str, Decision] | None = None, plan: bool = True,
+                  pool: bool = False) -> dict[str, Decision]:
     """Decisions at look `look` for the comparisons still open: each key a configuration, each value
     its paired differences with the baseline (one per shared seed). Holm over the comparisons at
     the look's alpha (design.look_alpha), for the difference test and TOST alike; `decided` as in
-    `decide_tests`."""
-    return decide_tests({c: paired_t(d) for c, d in diffs.items()}, margin, design, look, decided, plan)
+    `decide_tests`; `pool` as in `run_sequential`."""
+    tests, pooled = family_t(diffs, pool)
+    out = decide_tests(tests, margin, design, look, decided, plan)
+    return {c: replace(d, pooled=True) for c, d in out.items()} if pooled else out
 
 
 def decide_unpaired(candidate, baseline, margin: float, alpha: float) -> Decision:
@@ -619,11 +705,14 @@ Draw = Callable[[list[str], list[int]], Mapping[str, Sequence[float]]]
 
 def run_sequential(draw: Draw, configs: Sequence[str], margin: float, design: Design,
                    on_look: Callable[[int, dict[str, Decision]], None] | None = None,
-                   plan: bool = True) -> dict[str, Decision]:
+                   plan: bool = True, pool: bool = False) -> dict[str, Decision]:
     """The adaptive-seed study: seeds 0 .. first_seeds-1 of every configuration, then look after
     look the next seed of every configuration still open, until all are decided or the last look
     is taken. Returns the final decision of every configuration (in `configs` order); `on_look(look,
-    decisions)` sees the decisions of each look (e.g. to report progress)."""
+    decisions)` sees the decisions of each look (e.g. to report progress). `pool`: estimate the
+    error variance from all the comparisons still open at a look (`family_t`; the caller says
+    so only when the configurations share one architecture and the seed blocks; off for
+    recorded designs); each decision's `pooled` says whether its look pooled."""
     _check_margin(margin)
     configs = list(configs)
     if len(set(configs)) != len(configs):
@@ -642,8 +731,10 @@ def run_sequential(draw: Draw, configs: Sequence[str], margin: float, design: De
             pairs[c].extend(v for v in values if not math.isnan(v))
             seeds_run[c] += len(seeds)
             counts[c].append(len(pairs[c]))
-        decisions = decide_tests({c: paired_t(pairs[c]) for c in todo}, margin, design, look, final,
-                                 plan=plan, counts=counts)
+        tests, pooled = family_t({c: pairs[c] for c in todo}, pool)
+        decisions = decide_tests(tests, margin, design, look, final, plan=plan, counts=counts)
+        if pooled:
+            decisions = {c: replace(d, pooled=True) for c, d in decisions.items()}
         if on_look is not None:
             on_look(look, decisions)
         final.update({c: d for c, d in decisions.items() if is_final(d, design)})

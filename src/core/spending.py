@@ -188,3 +188,90 @@ def nominal_levels(method: str, a: float, fractions: tuple[float, ...], sides: i
     c = boundaries(method, a, fractions, sides)
     first = sides * spent(method, a, fractions[0])
     return (first, *(sides * float(special.ndtr(-x)) for x in c[1:]))
+
+
+# --- the boundaries of the t statistics themselves ---------------------------------------------
+#
+# The z boundaries above assume a known variance. A seed study estimates it afresh at every look
+# from its 2-9 df, and the joint law of its sequential t statistics is not that of the z's:
+# holding the t statistics to the z boundaries' nominal levels lets through more than a
+# (0.057 and 0.063 for O'Brien-Fleming and Pocock at alpha 0.05 over 3-10 seeds). Under the
+# null, the sequential t statistics of normal differences have a joint law free of the mean
+# and the sd, fixed by the counts of the looks alone, so the boundaries can be found for them
+# directly: T_PATHS paths of the sequential t statistics of max_seeds standard normal values
+# (a fixed seed, so the boundaries are reproducible), and at each look the threshold that the
+# paths still open cross with the look's share of the spending function, a*(t_k) - a*(t_(k-1)),
+# counted on the cumulative spend so nothing is lost to rounding. The first look needs no
+# simulation: its t has exactly Student's law, so its nominal level is exactly what it spends.
+# The Monte Carlo error of a boundary's cumulative level is sqrt(a (1 - a) / T_PATHS), 0.0003 at
+# a = 0.05; tests/test_spending.py checks the levels on fresh paths.
+T_PATHS = 2**19
+T_SEED = 31  # issue 31
+
+
+def _check_counts(counts: Sequence[int], max_seeds: int) -> tuple[int, ...]:
+    c = tuple(int(n) for n in counts)
+    if not c or c[0] < 2 or c[-1] > max_seeds or any(b <= a for a, b in zip(c, c[1:])):
+        raise ValueError(f"look counts must increase within 2..max_seeds ({max_seeds}), got {list(c)}")
+    return c
+
+
+@lru_cache(maxsize=4)
+def t_paths(max_seeds: int, paths: int = T_PATHS, seed: int = T_SEED) -> np.ndarray:
+    """(paths, max_seeds) float32: column n - 1 is the one-sample t statistic of the first n of
+    max_seeds independent standard normal values (column 0, n = 1, is nan): paths of the
+    sequential t statistics of a seed study under the null."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((paths, max_seeds), np.float32)
+    n = np.arange(1, max_seeds + 1, dtype=float)
+    chunk = 2**15
+    for start in range(0, paths, chunk):
+        x = rng.standard_normal((min(chunk, paths - start), max_seeds))  # (chunk, max_seeds)
+        mean = np.cumsum(x, axis=1) / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = (np.cumsum(x * x, axis=1) - n * mean * mean) / (n - 1.0)
+            out[start:start + x.shape[0]] = mean / np.sqrt(var / n)
+    return out
+
+
+@lru_cache(maxsize=64)
+def _t_looks(method: str, a: float, counts: tuple[int, ...], max_seeds: int,
+             sides: int) -> tuple[tuple[float, ...], np.ndarray, int]:
+    """The boundaries (|t| or t) of the looks `counts`, the paths still open after the last,
+    and how many paths have crossed: built look by look on the boundaries of the looks before."""
+    spend = sides * spent(method, a, counts[-1] / max_seeds)
+    paths = t_paths(max_seeds)
+    column = paths[:, counts[-1] - 1]
+    stat = np.abs(column) if sides == 2 else column
+    if len(counts) == 1:  # exactly Student's t
+        c = float(special.stdtrit(counts[0] - 1, 1.0 - spend / sides))
+        open_ = stat <= c
+        return (c,), open_, int(paths.shape[0] - open_.sum())
+    bounds, open_, crossed = _t_looks(method, a, counts[:-1], max_seeds, sides)
+    m = int(round(spend * paths.shape[0])) - crossed  # paths this look rejects
+    alive = np.sort(stat[open_])[::-1]
+    if m <= 0:  # none: at the largest open path (a level just above 0, so intervals stay finite)
+        c = float(alive[0]) if alive.size else math.inf
+    elif m >= alive.size:
+        c = -math.inf
+    else:  # between the m-th and the (m+1)-th largest: exactly m of the open paths cross
+        c = (float(alive[m - 1]) + float(alive[m])) / 2.0
+    still = open_ & (stat <= c)
+    return (*bounds, c), still, int(paths.shape[0] - still.sum())
+
+
+@lru_cache(maxsize=65536)
+def t_nominal_levels(method: str, a: float, counts: tuple[int, ...], max_seeds: int,
+                     sides: int = 2) -> tuple[float, ...]:
+    """The nominal level of each look of a sequential t-test whose looks have `counts` pairs
+    (df = count - 1) of at most max_seeds, for spending function `method` at level `a` per side:
+    the fixed-sample p-value (two-sided, or one-sided) below which look k rejects, found for the
+    sequential t statistics themselves (above). Look 1's is exactly what it spends."""
+    _check_sides(sides)
+    c = _check_counts(counts, max_seeds)
+    if not 0.0 < a < 0.5:
+        raise ValueError(f"the level per side must be in (0, 0.5), got {a!r}")
+    bounds = _t_looks(method, a, c, max_seeds, sides)[0]
+    first = sides * spent(method, a, c[0] / max_seeds)
+    rest = (min(1.0, sides * float(special.stdtr(n - 1, -b))) for n, b in zip(c[1:], bounds[1:]))
+    return (first, *rest)
