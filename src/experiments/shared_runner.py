@@ -32,7 +32,7 @@ from argparse import SUPPRESS
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from src.core import paths
+from src.core import errors, paths
 from src.core.errors import ParamError, TunelabError
 from src.core.status import Status
 from src.experiments import dvc_queue, rdb, shared_study, sweep_runner
@@ -297,7 +297,7 @@ def trial_key(study: str, number: int) -> str:
 
 def work(job: Job, slot) -> None:
     """A worker process (the target of :func:`run_workers`)."""
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    errors.handle_stop_signals()  # the stages' clean-up path: store calls finish first
     try:
         loop(job, slot)
     except KeyboardInterrupt:
