@@ -171,7 +171,8 @@ def test_trial_names_carry_search_trial_and_seed():
                "train.conv_channels": "[16, 32]"}
     exp = optuna_search.experiment(s, 7, sampled, BASE, {"train.batch_size": 16})
     assert exp.name == "s--t007--s3"
-    assert naming.parse_name(exp.name) == {"sweep": "s", "config": "t007", "seed": "3"}  # MLflow tags
+    assert naming.parse_name(exp.name) == {"sweep": "s", "config": "t007", "seed": "3",
+                                           "variant": ""}  # MLflow tags
     assert naming.parse_trial_name(exp.name) == ("s", 7)
     assert {"train.conv_channels=[16, 32]", "train.batch_size=16"} <= set(exp.set_args())
     assert optuna_search.experiment(make_search(), 12, sampled, BASE, {}).name == "s--t012--s0"

@@ -199,7 +199,7 @@ def run_tags() -> dict[str, str]:
     if os.environ.get("TUNELAB_TRIAL"):
         tags[TRIAL_TAG] = os.environ["TUNELAB_TRIAL"]
     tags |= {f"sweep.{k}" if k != "sweep" else k: v
-             for k, v in (naming.parse_name(name) or {}).items()}
+             for k, v in (naming.parse_name(name) or {}).items() if v}
     if os.environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
     commit = git_commit()
