@@ -23,8 +23,10 @@ seeds), `target_met` and the runtime.
 Target: ratio <= 0.40 at 0, 1/2 and 1 margin, and better_2 >= 0.90.
 
 Run:  .venv/bin/python benchmarks/seeds_per_decision.py [--studies 2000] [--new-sd 0.43]
-Measured: see docs/studies.md, "Seeds per decision" (2026-12-07, commit of that section; the
-2-core "Intel(R) Xeon(R) Processor", shared with other sessions).
+Measured: 2026-12-07, code of commit 8433345, defaults, under `nice -n 10` on the 2-core
+"Intel(R) Xeon(R) Processor" shared with other sessions (load 9.4 / 9.5): 92 s wall, 26 CPU-s;
+ratio_0=0.583, ratio_half=0.502, ratio_1=0.722, ratio_2=1.112, better_2=1.0, target_met=False.
+The table: docs/studies.md, "Seeds per decision".
 """
 
 from __future__ import annotations
