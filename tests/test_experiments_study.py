@@ -255,7 +255,7 @@ def test_the_door_refuses_what_does_not_apply(tmp_path, monkeypatch, argv, messa
 QUEUE_WAIT_S = 900  # 4 tiny experiments on 2 workers take ~1-2 min; past this the queue hangs
 
 
-@pytest.mark.slow  # 60-120 s on 2 busy cores: four real experiments on DVC's queue
+@pytest.mark.slow  # 280 s on 2 cores busy with other training: four real experiments on DVC's queue
 @pytest.mark.e2e
 def test_a_grid_queued_with_dvcs_own_syntax_is_studied(tmp_path):
     (tmp_path / "project").mkdir()
