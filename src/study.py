@@ -36,6 +36,13 @@ Run    python -m src.study dropout              # after `python -m src.sweep run
        python -m src.study lr --all-commits     # experiments of every commit, not just HEAD's
        python -m src.study dropout --pull       # after `sweep run dropout --storage ...` on hosts
        python -m src.study claims               # reports/claims.md + claims.csv (below)
+       python -m src.study --experiments 'grid-*' --name grid --baseline train.dropout=0.0
+
+`--experiments [NAME_OR_GLOB ...]` studies DVC experiments of this commit however they were queued
+(`dvc exp run --queue -S 'train.dropout=0.0,0.5' -S 'train.seed=range(0,5)'`): all of them, or
+those whose names match; grouped by every param that varies among them but train.seed, the seeds
+as replicates, with the decisions, report and figures of a sweep's study, written to
+reports/study/<--name>/ (src/studies/experiments_study.py).
 
 `claims` (a reserved name) decides every claim of claims.yaml from the studies already in
 reports/study/ (experiments.csv of sweeps, trials.csv of searches) and reports/lr_find/
@@ -62,6 +69,7 @@ from src.experiments import claim_spec, dvc_queue, rdb, search_spec, sweep_spec
 from src.studies import (
     claim_decisions,
     claims_report,
+    experiments_study,
     outputs,
     search_report,
     sweep_figures,
@@ -175,6 +183,27 @@ def study_sweep(sweep: sweep_spec.Sweep, frame, quiet_if_empty: bool, all_commit
     return True
 
 
+def study_experiments(args) -> None:
+    """`--experiments`: the study of DVC experiments of this commit, grouped by what varies."""
+    if args.name or args.all or args.all_commits or args.set:
+        raise TunelabError("--experiments studies the experiments of this commit as they ran: "
+                           "name the study with --name, not a sweep; --all, --all-commits and "
+                           "--set do not apply")
+    name = args.study_name or experiments_study.DEFAULT_NAME
+    experiments_study.check_name(name, {"sweeps.yaml": sweep_spec.sweep_names(),
+                                        "searches.yaml": search_spec.search_names()})
+    workspace = params.read_yaml(paths.PARAMS)
+    design = sweep_spec.load_defaults(params.read_yaml(paths.SWEEPS)) \
+        if paths.SWEEPS.exists() else sweep_spec.StudyDesign()
+    if args.pull or os.environ.get(rdb.ENV):
+        print(dvc_queue.pull_experiments(args.git_remote), flush=True)
+    grouped = experiments_study.group(dvc_queue.exp_show_json(), name, args.experiments,
+                                      workspace, args.baseline or [], design)
+    for line in grouped.lines:
+        print(f"study {name}: {line}", file=sys.stderr)
+    study_sweep(grouped.sweep, sweep_study.with_hosts(grouped.frame), False, False, args, {})
+
+
 def read_studies(claims: claim_spec.Claims, root: Path = Path()) -> claim_decisions.Studies:
     """The committed results the claims read: each sweep's experiments.csv, each replicate search's
     trials.csv, the LR range test's suggestion, and which report files exist (for the links)."""
@@ -242,6 +271,16 @@ def parser() -> argparse.ArgumentParser:
                         f"(`dvc exp pull`; implied by ${rdb.ENV}): the study of a shared sweep")
     p.add_argument("--git-remote", default="origin", metavar="NAME",
                    help="the git remote for --pull (default origin)")
+    p.add_argument("--experiments", nargs="*", metavar="NAME_OR_GLOB",
+                   help="study DVC experiments of this commit however they were queued (all, or "
+                        "those whose names match, e.g. 'grid-*'), grouped by every param that "
+                        "varies but train.seed, the seeds as replicates")
+    p.add_argument("--name", dest="study_name", metavar="NAME",
+                   help="with --experiments: the study's name, reports/study/<NAME>/ (default "
+                        f"{experiments_study.DEFAULT_NAME})")
+    p.add_argument("--baseline", action="append", metavar="KEY=VALUE",
+                   help="with --experiments: the group the others are compared with (repeatable; "
+                        "keys not given: params.yaml's values)")
     return p
 
 
@@ -250,6 +289,11 @@ def main() -> None:
     if args.margin is not None and not 0 < args.margin < 1:
         raise TunelabError(f"--margin {args.margin}: must be in (0, 1), an accuracy difference "
                            "such as 0.005 (0.5 points)")
+    if args.experiments is not None:
+        return study_experiments(args)
+    if args.study_name or args.baseline:
+        raise TunelabError("--name and --baseline go with --experiments, e.g. `python -m "
+                           "src.study --experiments --name grid --baseline train.dropout=0.0`")
     if bool(args.name) == args.all:
         raise TunelabError("name one sweep or search, or pass --all, e.g. "
                            "`python -m src.study dropout`")

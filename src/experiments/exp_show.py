@@ -34,8 +34,12 @@ def params_of(data: dict) -> dict:
 
 
 def flat_params(data: dict) -> dict:
-    """``{"train": {"dropout": 0.3}}`` (params.yaml in exp show) -> ``{"train.dropout": 0.3}``."""
-    content = params_of(data)
+    """An experiment's params in exp show as :func:`flatten` makes them."""
+    return flatten(params_of(data))
+
+
+def flatten(content: dict) -> dict:
+    """``{"train": {"dropout": 0.3}}`` (params.yaml content) -> ``{"train.dropout": 0.3}``."""
     return {f"{s}.{k}": v for s, section in content.items() if isinstance(section, dict)
             for k, v in section.items()}
 

@@ -65,10 +65,7 @@ def problems(frame: pd.DataFrame, sweep: sweep_spec.Sweep, summary: pd.DataFrame
            frame[frame["state"] == Status.DIVERGED].itertuples()]
     out += [f"- failed: `{n}` (see `dvc queue logs {n}`)" for n in
             frame.loc[frame["state"] == Status.FAILED, "name"]]
-    seeds = range(int(frame["seed"].max()) + 1) if len(frame) else range(0)
-    expected = [naming.experiment_name(sweep.name, sweep.label(c), s) for c in sweep.configs
-                for s in seeds]
-    out += [f"- missing: `{n}`" for n in expected if n not in set(frame["name"])]
+    out += missing(frame, sweep)
     out += [f"- `{r.config}`: n = {r.n}, too few seeds for a test" for r in summary.itertuples()
             if r.n < 2]
     out += [f"- `{r.name}` is named {r.name_config} but its params make it {r.config}"
@@ -80,6 +77,23 @@ def problems(frame: pd.DataFrame, sweep: sweep_spec.Sweep, summary: pd.DataFrame
             out.append(f"- WARNING: experiments differ in `{key}` ({', '.join(values)}), which the "
                        "sweep does not vary (`--set` or params.yaml changes): results may mix")
     return out
+
+
+def missing(frame: pd.DataFrame, sweep: sweep_spec.Sweep) -> list[str]:
+    """The experiments a sweep's design asks for that the study lacks: by name (seeds 0 .. the
+    highest run) where its experiments are named by the sweep; else (DVC's own names, a study of
+    experiments) each configuration's seeds that another configuration has."""
+    if not len(frame):
+        return []
+    if any((naming.parse_name(n) or {}).get("sweep") == sweep.name for n in frame["name"]):
+        names = set(frame["name"])
+        return [f"- missing: `{n}`" for c in sweep.configs
+                for n in (naming.experiment_name(sweep.name, sweep.label(c), s)
+                          for s in range(int(frame["seed"].max()) + 1)) if n not in names]
+    ran = set(zip(frame["config"], frame["seed"].astype(int)))
+    seeds = sorted({s for _, s in ran})
+    return [f"- missing: `{sweep.label(c)}` with seed {s}" for c in sweep.configs for s in seeds
+            if (sweep.label(c), s) not in ran]
 
 
 def overrides_line(name: str, overrides: dict) -> str:

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,26 +49,30 @@ def match_config(sweep: sweep_spec.Sweep, flat: dict, defaults: dict) -> str | N
     return None
 
 
-def experiments_frame(shown: list, sweep: sweep_spec.Sweep) -> pd.DataFrame:
+def experiments_frame(shown: list, sweep: sweep_spec.Sweep,
+                      wanted: Callable[[str], bool] | None = None) -> pd.DataFrame:
     """The sweep's experiments in `dvc exp show --json` output, one row each (pure).
 
     The configuration is recomputed from each experiment's own params, not read from its name; a
-    name listed under several commits (``-A``) keeps its newest run."""
+    name listed under several commits (``-A``) keeps its newest run. ``wanted``: which names are
+    the sweep's (default: those named ``<sweep>--<config>--s<seed>``); an experiment named
+    otherwise (a study of DVC experiments, src/studies/experiments_study.py) needs its params."""
     rows = []
-    for name, head, defaults, baseline in exp_show.newest_experiments(
-            shown, lambda n: (naming.parse_name(n) or {}).get("sweep") == sweep.name):
-        parsed, data = naming.parse_name(name), head.get("data") or {}
+    wanted = wanted or (lambda n: (naming.parse_name(n) or {}).get("sweep") == sweep.name)
+    for name, head, defaults, baseline in exp_show.newest_experiments(shown, wanted):
+        parsed, data = naming.parse_name(name) or {}, head.get("data") or {}
         flat, metrics = exp_show.flat_params(data), exp_show.metrics_of(data)
         failed = bool(head.get("error")) or not metrics
         label = match_config(sweep, flat, defaults) if flat else None
         if label is None and all(k in flat for k in sweep.varied):
             label = naming.config_label({k: flat[k] for k in sweep.varied})
+        config = label or parsed["config"]
         others = {k: v for k, v in flat.items() if k not in sweep.varied and k != "train.seed"}
         rows.append({
             "name": name, "rev": head.get("rev"), carried.BASELINE: baseline,
             "timestamp": exp_show.timestamp(head),
-            "sweep": sweep.name, "config": label or parsed["config"],
-            "name_config": parsed["config"], "seed": int(flat.get("train.seed", parsed["seed"])),
+            "sweep": sweep.name, "config": config, "name_config": parsed.get("config", config),
+            "seed": int(flat.get("train.seed", parsed.get("seed"))),
             carried.IDENTITY: identity.of_or_none(exp_show.params_of(data)) or "",
             "state": str(Status.FAILED if failed else parse(metrics.get("status"))),
             "reason": exp_show.get(head, ("error", "msg")) or metrics.get("reason") or "",
