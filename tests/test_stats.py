@@ -150,9 +150,14 @@ def test_holm_nan_passthrough_shrinks_family():
     assert np.isnan(holm([np.nan, np.nan])).all()
 
 
-def test_holm_is_statsmodels_bit_for_bit():
-    # stats.holm does multipletests' arithmetic itself (multipletests runs gc.collect() per call).
+def test_holm_is_statsmodels_bit_for_bit(monkeypatch):
+    # stats.holm does multipletests' arithmetic itself. multipletests runs gc.collect() per call,
+    # which in a full test session's heap took 95 s for these 250 calls: the oracle's numbers do
+    # not depend on it, so the test skips it.
+    import gc
+
     from statsmodels.stats.multitest import multipletests
+    monkeypatch.setattr(gc, "collect", lambda *a, **k: 0)
     rng = np.random.default_rng(3)
     for m in (1, 2, 3, 7, 20):
         for _ in range(50):
