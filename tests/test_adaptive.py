@@ -128,8 +128,8 @@ def test_the_runner_uses_and_records_the_sweeps_method(monkeypatch):
     monkeypatch.setattr(sweep_runner, "known_outcomes", lambda name, *a: outcomes(
         (c, s) for c in (BASELINE, NEAR, FAR) for s in range(5)))
     monkeypatch.setattr(sweep_runner, "report", lambda name, exps, found: 0)
-    monkeypatch.setattr(adaptive, "record_design", lambda name, design, margin: recorded.append(
-        adaptive.design_fields(design, margin)))
+    monkeypatch.setattr(adaptive, "record_design", lambda name, design, margin, metric:
+                        recorded.append(adaptive.design_fields(design, margin, metric)))
     adaptive.run("s", 3, 5, jobs=2, extra={})
     assert recorded == [{"seeds": 3, "max_seeds": 5, "margin": 0.005, "alpha": 0.05,
                          "method": "obrien_fleming"}]

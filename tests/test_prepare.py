@@ -46,7 +46,8 @@ def test_normalisation_uses_the_training_subset_only(labels):
 
 def test_stage_writes_reproducible_outputs(synthetic_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("prepare: {train_size: 300, test_size: 100, cv_folds: 3}\n")
+    (tmp_path / "params.yaml").write_text("prepare: {train_size: 300, test_size: 100, cv_folds: 3, "
+                                          "selection_size: 200}\n")
     prepare.main()
     first = paths.PREPARED.read_bytes()
     summary = json.loads(paths.PREPARE_REPORT.read_text())

@@ -30,7 +30,8 @@ def test_every_sweep_in_the_repo_is_valid():
                 "lr", "epochs", "optimizer", "precision", "recipe",
                 # the claims' (claims.yaml)
                 "conv_dropout_at", "conv_dropout_width", "deep_stack", "mlp_batch_size",
-                "epochs_lr", "claims_grid"}
+                "epochs_lr", "claims_grid",
+                "metric_noise"}  # the selection set's measurement (docs/studies.md)
     assert set(loaded) == expected
     assert len(loaded["interactions"].configs) == 6 and len(loaded["mlp_width"].configs) == 16
     assert [c["train.lr"] for c in loaded["lr"].configs] == [0.0001, 0.0003, 0.001, 0.003, 0.01]
