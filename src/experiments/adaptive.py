@@ -190,8 +190,7 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     tried: set[str] = set()
     while True:
         state = replay(cv_by_seed(outcomes, sweep.name, sweep.design.metric), sweep.baseline_label,
-                       labels,
-                       sweep.design.margin, design)
+                       labels, sweep.design.margin, design)
         print(progress(state, design), flush=True)
         todo = round_experiments(sweep, base, extra, state.pending, reference)
         if not todo:
