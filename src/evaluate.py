@@ -1,13 +1,16 @@
 """Stage `evaluate`: cross-validation summary and test-set metrics of the fold models.
 
 Reads  models/fold_<k>.pt (from `train`; each rebuilds its model from the file alone),
-       data/prepared/fashion_mnist.npz (the test subset).
+       data/prepared/fashion_mnist.npz (the test subset and the selection set).
 Writes reports/evaluate/metrics.json   test accuracy / loss / macro-F1 / per-class accuracy (mean
                                        over the fold models; each is one model of this config),
                                        CV validation accuracy as mean, std, n and 95% CI, the
                                        parameter count, seconds per epoch, the train-val gap,
                                        the devices the models were trained and evaluated on;
-       reports/evaluate/cv_folds.csv   one row per fold;
+                                       `selection`: each fold model's accuracy and loss on the
+                                       selection set (prepare.selection_size training images no
+                                       fold trains or validates on), mean, std, n and 95% CI;
+       reports/evaluate/cv_folds.csv   one row per fold (with its selection accuracy and loss);
        reports/evaluate/confusion.csv  fold, index, actual, predicted per test image and fold model
                                        (DVC's confusion template and the plot stage read it);
        reports/evaluate/live/          DVCLive summary of the headline metrics.
@@ -18,7 +21,8 @@ worker trains on), else all cores.
 Device: $TUNELAB_DEVICE, as for train (src/core/device.py); checkpoints load onto it from whichever
 device they were trained on, so a CPU machine evaluates models trained on a GPU.
 
-Model selection uses CV validation accuracy; the test set only confirms (see the study reports).
+Model selection uses CV validation accuracy or the selection set's (sweeps.yaml `metric:`); the
+test set only confirms (see the study reports).
 """
 
 from __future__ import annotations
@@ -69,6 +73,21 @@ def fold_test_metrics(probabilities: np.ndarray, y_test: np.ndarray) -> dict:
     cm = metrics.confusion(y_test, probabilities.argmax(1), len(CLASS_NAMES))
     return {"accuracy": metrics.accuracy(cm), "loss": metrics.cross_entropy(probabilities, y_test),
             "macro_f1": metrics.macro_f1(cm), "per_class": metrics.per_class_accuracy(cm)}
+
+
+def selection_metrics(probabilities: np.ndarray, y_select: np.ndarray) -> dict[str, np.ndarray]:
+    """Each fold model's accuracy and loss on the selection set; ``probabilities`` is (F, N, C)."""
+    accuracy = [metrics.accuracy(metrics.confusion(y_select, p.argmax(1), len(CLASS_NAMES)))
+                for p in probabilities]
+    loss = [metrics.cross_entropy(p, y_select) for p in probabilities]
+    return {"selection_accuracy": np.array(accuracy), "selection_loss": np.array(loss)}
+
+
+def selection_summary(per_fold: dict[str, np.ndarray], size: int) -> dict:
+    """metrics.json's ``selection``: the fold models' accuracy and loss on the same ``size``
+    images, each as mean, std, n and 95% CI over the folds."""
+    return {"accuracy": stats.summarize(per_fold["selection_accuracy"]).as_dict(),
+            "loss": stats.summarize(per_fold["selection_loss"]).as_dict(), "size": size}
 
 
 def devices(saved: list[dict], evaluated_on: str) -> dict:
@@ -154,6 +173,13 @@ def main() -> None:
                                   float(prepared["std"]), on)
         probabilities = fold_probabilities(loaded, x_test)
         results = build_metrics(folds, probabilities, y_test, saved[0]["n_parameters"])
+        y_select = prepared.get("y_select", np.zeros(0, dtype=np.int64))  # older npz: none
+        if len(y_select):
+            x_select = engine.to_tensor(prepared["x_select"], float(prepared["mean"]),
+                                        float(prepared["std"]), on)
+            per_fold = selection_metrics(fold_probabilities(loaded, x_select), y_select)
+            folds = folds.assign(**per_fold)
+            results["selection"] = selection_summary(per_fold, len(y_select))
     results["device"] = devices(saved, device.label(on))  # strings: not logged as metrics
     atomic.write_with(paths.CV_FOLDS, lambda tmp: folds.to_csv(tmp, index=False))
     rows = confusion_rows(probabilities, y_test)

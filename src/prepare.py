@@ -2,8 +2,10 @@
 
 Reads  params.yaml `prepare:` and the four IDX files (see src/core/data.py for where they come from).
 Writes data/prepared/fashion_mnist.npz   x_train (N, 28, 28) uint8, y_train, fold (N,) int8,
-                                         x_test, y_test, the source indices, and the
-                                         normalisation mean/std of the training subset;
+                                         x_test, y_test, x_select, y_select (the selection set:
+                                         training images the subset leaves out), the source
+                                         indices, and the normalisation mean/std of the
+                                         training subset;
        reports/prepare/summary.json      checksums, class counts per split and fold.
 Run    python -m src.prepare   (or `dvc repro prepare`)
        python -m src.prepare --check-data   only find (or download) the dataset and say where
@@ -42,10 +44,22 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return fold
 
 
+def selection_subset(labels: np.ndarray, train_idx: np.ndarray, size: int,
+                     seed: int) -> np.ndarray:
+    """Indices (into ``labels``) of a stratified ``size`` of the training images that the subset
+    ``train_idx`` leaves out: never a training, validation or test image. Drawn after the subset,
+    by a call of its own, so the subset and the folds are those a run without it has."""
+    if size == 0:
+        return np.zeros(0, dtype=np.int64)
+    left = np.setdiff1d(np.arange(len(labels)), train_idx)  # sorted: independent of draw order
+    return left[stratified_subset(labels[left], size, seed)]
+
+
 def prepare(arrays: dict[str, np.ndarray], cfg: params.PrepareParams) -> dict[str, np.ndarray]:
-    """The prepared dataset (pure): subsets, folds and training-subset statistics."""
+    """The prepared dataset (pure): subsets, folds, selection set and training-subset statistics."""
     train_idx = stratified_subset(arrays["train_labels"], cfg.train_size, cfg.seed)
     test_idx = stratified_subset(arrays["test_labels"], cfg.test_size, cfg.seed)
+    select_idx = selection_subset(arrays["train_labels"], train_idx, cfg.selection_size, cfg.seed)
     x_train, y_train = arrays["train_images"][train_idx], arrays["train_labels"][train_idx]
     pixels = x_train.astype(np.float64) / 255.0  # statistics of the training subset only
     return {
@@ -55,6 +69,9 @@ def prepare(arrays: dict[str, np.ndarray], cfg: params.PrepareParams) -> dict[st
         "y_test": arrays["test_labels"][test_idx].astype(np.int64),
         "train_index": train_idx, "test_index": test_idx,
         "mean": np.float32(pixels.mean()), "std": np.float32(pixels.std()),
+        "x_select": arrays["train_images"][select_idx],
+        "y_select": arrays["train_labels"][select_idx].astype(np.int64),
+        "select_index": select_idx,
     }
 
 
@@ -68,6 +85,8 @@ def summary(prepared: dict[str, np.ndarray]) -> dict:
         "cv_folds": int(folds.max()) + 1,
         "mean": float(prepared["mean"]), "std": float(prepared["std"]),
         "train_counts": counts(prepared["y_train"]), "test_counts": counts(prepared["y_test"]),
+        "selection_size": int(len(prepared["y_select"])),
+        "selection_counts": counts(prepared["y_select"]),
         "fold_sizes": [int((folds == k).sum()) for k in range(int(folds.max()) + 1)],
     }
 
@@ -79,15 +98,21 @@ def main() -> None:
     cfg = params.load("prepare", paths.PARAMS)
     folder = data.locate(paths.RAW)
     arrays = data.load(folder)
-    if cfg.train_size > len(arrays["train_labels"]) or cfg.test_size > len(arrays["test_labels"]):
+    n_train, n_test = len(arrays["train_labels"]), len(arrays["test_labels"])
+    if cfg.train_size > n_train or cfg.test_size > n_test:
         raise errors.ParamError(
             f"prepare.train_size = {cfg.train_size} / test_size = {cfg.test_size} exceed the "
-            f"dataset ({len(arrays['train_labels'])} / {len(arrays['test_labels'])} images)")
+            f"dataset ({n_train} / {n_test} images)")
+    if cfg.train_size + cfg.selection_size > n_train:
+        raise errors.ParamError(
+            f"prepare.selection_size = {cfg.selection_size} is more than the "
+            f"{n_train - cfg.train_size} training images prepare.train_size = {cfg.train_size} "
+            f"leaves out of this dataset")
     prepared = prepare(arrays, cfg)
     atomic.write_npz(paths.PREPARED, prepared)
     atomic.write_json(paths.PREPARE_REPORT, summary(prepared))
-    print(f"prepared {len(prepared['y_train'])} train / {len(prepared['y_test'])} test images "
-          f"in {cfg.cv_folds} folds from {folder}")
+    print(f"prepared {len(prepared['y_train'])} train / {len(prepared['y_test'])} test / "
+          f"{len(prepared['y_select'])} selection images in {cfg.cv_folds} folds from {folder}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Params small enough that a whole pipeline run is import time plus a second of training.
 TINY = {
-    "prepare": {"train_size": 200, "test_size": 100, "cv_folds": 2, "seed": 0},
+    "prepare": {"train_size": 200, "test_size": 100, "cv_folds": 2, "seed": 0,
+                "selection_size": 100},
     "train": {"conv_channels": [4, 8], "hidden_units": [16], "epochs": 2, "batch_size": 32},
     "plot": {"misclassified": 9},
 }

@@ -3,6 +3,7 @@ experiments that exist, the rounds it asks for, and the runner's loop with a fak
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 
@@ -127,8 +128,8 @@ def test_the_runner_uses_and_records_the_sweeps_method(monkeypatch):
     monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: outcomes(
         (c, s) for c in (BASELINE, NEAR, FAR) for s in range(5)))
     monkeypatch.setattr(sweep_runner, "report", lambda name, exps, found: 0)
-    monkeypatch.setattr(adaptive, "record_design", lambda name, design, margin: recorded.append(
-        adaptive.design_fields(design, margin)))
+    monkeypatch.setattr(adaptive, "record_design", lambda name, design, margin, metric:
+                        recorded.append(adaptive.design_fields(design, margin, metric)))
     adaptive.run("s", 3, 5, jobs=2, extra={})
     assert recorded == [{"seeds": 3, "max_seeds": 5, "margin": 0.005, "alpha": 0.05,
                          "method": "obrien_fleming"}]
@@ -215,3 +216,14 @@ def test_an_adaptive_sweep_on_the_real_queue_gives_seeds_only_to_the_undecided(t
     assert "lr=0.0000001: worse than base" in report
     assert "(decided at look 1)" in report and "2 look(s)" in report
     assert (root / "reports/study/adaptive/forest.png").stat().st_size > 10_000
+
+
+def test_the_runner_reads_the_designs_metric_and_cv_where_an_experiment_lacks_it():
+    found = {name: dataclasses.replace(o, selection_accuracy=o.cv_accuracy + 0.01)
+             for name, o in outcomes((c, s) for c in (BASELINE, FAR) for s in range(3)).items()}
+    chosen = adaptive.cv_by_seed(found, "s", "selection_accuracy")
+    assert chosen[FAR][2] == pytest.approx(truth(FAR, 2) + 0.01)
+    assert adaptive.cv_by_seed(found, "s")[FAR][2] == truth(FAR, 2)
+    older = found | {"s--dropout=0.5--s2": dataclasses.replace(found["s--dropout=0.5--s2"],
+                                                                selection_accuracy=None)}
+    assert adaptive.cv_by_seed(older, "s", "selection_accuracy")[BASELINE][0] == truth(BASELINE, 0)

@@ -103,12 +103,15 @@ def test_canary_params_shrink_the_run_and_keep_everything_else():
     config["train"] |= {"lr": 0.01, "seed": 3, "patience": 2}
     params = canary.canary_params(config)
     assert params["prepare"] | {"seed": 0} == {"train_size": 300, "test_size": 100, "cv_folds": 2,
-                                               "seed": config["prepare"]["seed"]}
+                                               "seed": config["prepare"]["seed"],
+                                               "selection_size": 100}
     assert params["train"] == config["train"] | {"epochs": 1, "patience": 0}
     assert params["plot"] == config["plot"] and config["train"]["epochs"] == 10  # not modified
     old = copy.deepcopy(config)
     del old["train"]["patience"]  # a commit before the key existed gets no such key
     assert "patience" not in canary.canary_params(old)["train"]
+    del old["prepare"]["selection_size"]  # nor before the selection set existed
+    assert "selection_size" not in canary.canary_params(old)["prepare"]
     with pytest.raises(TunelabError, match="`train:`"):
         canary.canary_params({"prepare": {}})
 

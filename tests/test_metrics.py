@@ -39,3 +39,20 @@ def test_cross_entropy_matches_log_loss():
     y = rng.integers(0, 10, 50)
     assert metrics.cross_entropy(probabilities, y) == pytest.approx(
         sk.log_loss(y, probabilities, labels=range(10)))
+
+
+def test_selection_metrics_of_each_fold_model_match_sklearn():
+    from src import evaluate  # torch: only this test needs it
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(3, 200, 10))  # (F, N, C): 3 fold models, one selection set
+    probabilities = np.exp(logits) / np.exp(logits).sum(2, keepdims=True)
+    y = rng.integers(0, 10, 200)
+    per_fold = evaluate.selection_metrics(probabilities, y)
+    np.testing.assert_allclose(per_fold["selection_accuracy"],
+                               [sk.accuracy_score(y, p.argmax(1)) for p in probabilities])
+    np.testing.assert_allclose(per_fold["selection_loss"],
+                               [sk.log_loss(y, p, labels=range(10)) for p in probabilities])
+    summary = evaluate.selection_summary(per_fold, 200)
+    assert summary["size"] == 200 and summary["accuracy"]["n"] == 3
+    assert summary["accuracy"]["mean"] == pytest.approx(per_fold["selection_accuracy"].mean())
+    assert summary["loss"]["std"] == pytest.approx(per_fold["selection_loss"].std(ddof=1))

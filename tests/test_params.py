@@ -75,9 +75,20 @@ def test_deep_stacks_work_when_pooling_is_spaced_out():
     ({"train_size": 40, "cv_folds": 5}, ("smallest class count", "4 images per class")),
     ({"train_size": 60001}, ("prepare.train_size", "60000")),
     ({"test_size": 5}, ("prepare.test_size",)),
+    ({"train_size": 55000}, ("prepare.selection_size = 10000 is more than the 5000 training images",
+                             "train_size = 55000 leaves out", "0 = no selection set")),
+    ({"train_size": 60000, "selection_size": 1}, ("prepare.selection_size = 1 is more than the 0",)),
+    ({"selection_size": 5}, ("prepare.selection_size = 5 cannot hold every class", "at least 10")),
+    ({"selection_size": -1}, ("prepare.selection_size = -1",)),
 ])
 def test_bad_prepare_values_are_refused(raw, fragments):
     refuse(raw, *fragments, cls=PrepareParams, section="prepare")
+
+
+def test_a_selection_set_fits_what_the_subset_leaves():
+    assert params.from_dict(PrepareParams, "prepare", {"train_size": 50000}).selection_size == 10000
+    assert params.from_dict(PrepareParams, "prepare",
+                            {"train_size": 60000, "selection_size": 0}).selection_size == 0
 
 
 def test_unknown_section_and_non_mapping():

@@ -47,6 +47,9 @@ def test_repro_writes_every_output(reproduced):
     assert 0 <= metrics["test"]["accuracy"] <= 1
     assert set(metrics["cv"]["val_accuracy"]) == {"mean", "std", "n", "ci95_low", "ci95_high"}
     assert metrics["cv"]["val_accuracy"]["n"] == 2
+    # each fold model on the same selection set (TINY: 100 images the 200-image subset leaves out)
+    assert metrics["selection"]["size"] == 100 and metrics["selection"]["accuracy"]["n"] == 2
+    assert 0 <= metrics["selection"]["accuracy"]["mean"] <= 1 and metrics["selection"]["loss"]["n"] == 2
     assert metrics["model"]["params"] > 0 and metrics["time"]["seconds_per_epoch"] > 0
     assert len((root / "reports/evaluate/cv_folds.csv").read_text().splitlines()) == 3
     assert {p.name for p in (root / "reports/figures").glob("*.png")} == FIGURES

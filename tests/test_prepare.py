@@ -1,5 +1,6 @@
 """Stratified subsets and folds, and the prepare stage on synthetic data."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from src import prepare
 from src.core import data, paths
+from src.core.errors import ParamError
 from src.core.params import PrepareParams
 
 
@@ -46,13 +48,56 @@ def test_normalisation_uses_the_training_subset_only(labels):
 
 def test_stage_writes_reproducible_outputs(synthetic_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("prepare: {train_size: 300, test_size: 100, cv_folds: 3}\n")
+    (tmp_path / "params.yaml").write_text("prepare: {train_size: 300, test_size: 100, cv_folds: 3, "
+                                          "selection_size: 200}\n")
     prepare.main()
     first = paths.PREPARED.read_bytes()
     summary = json.loads(paths.PREPARE_REPORT.read_text())
     assert summary["train_size"] == 300 and summary["fold_sizes"] == [100, 100, 100]
     assert set(summary["train_counts"].values()) == {30}
+    assert summary["selection_size"] == 200 and set(summary["selection_counts"].values()) == {20}
     prepare.main()
     assert paths.PREPARED.read_bytes() == first  # byte-identical: DVC sees the same hash
     loaded = data.load_prepared(paths.PREPARED)
     assert loaded["x_train"].dtype == np.uint8 and loaded["fold"].max() == 2
+
+
+def selection_arrays():
+    """1,000 training images (100 per class; pixel value = index mod 256 to trace them) and 300
+    test images."""
+    labels = np.repeat(np.arange(10), 100)[np.random.default_rng(1).permutation(1000)]
+    images = (np.arange(1000) % 256).astype(np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
+    test_labels = np.repeat(np.arange(10), 30)
+    return {"train_images": images, "train_labels": labels,
+            "test_images": np.zeros((300, 28, 28), np.uint8), "test_labels": test_labels}
+
+
+def test_selection_set_is_left_out_stratified_seeded_and_leaves_the_subset_alone():
+    arrays = selection_arrays()
+    cfg = PrepareParams(train_size=200, test_size=100, cv_folds=2, selection_size=300)
+    out = prepare.prepare(arrays, cfg)
+    chosen = out["select_index"]
+    assert len(chosen) == len(set(chosen)) == 300
+    assert not set(chosen) & set(out["train_index"])  # never a training or validation image
+    assert np.bincount(out["y_select"], minlength=10).tolist() == [30] * 10
+    np.testing.assert_array_equal(out["y_select"], arrays["train_labels"][chosen])
+    np.testing.assert_array_equal(out["x_select"], arrays["train_images"][chosen])
+    # fixed by prepare.seed, another seed draws another set
+    again = prepare.prepare(arrays, cfg)["select_index"]
+    np.testing.assert_array_equal(chosen, again)
+    other = prepare.prepare(arrays, dataclasses.replace(cfg, seed=1))
+    assert not np.array_equal(np.sort(chosen), np.sort(other["select_index"]))
+    # the oracle: the subset, folds and test set of a run without a selection set
+    without = prepare.prepare(arrays, dataclasses.replace(cfg, selection_size=0))
+    for key in ("train_index", "fold", "test_index", "x_train", "mean", "std"):
+        np.testing.assert_array_equal(out[key], without[key])
+    assert without["x_select"].shape == (0, 28, 28) and len(without["y_select"]) == 0
+
+
+def test_a_selection_set_the_dataset_cannot_hold_is_refused(synthetic_dataset, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the synthetic dataset has 600 training images
+    (tmp_path / "params.yaml").write_text(
+        "prepare: {train_size: 300, test_size: 100, selection_size: 301}\n")
+    with pytest.raises(ParamError, match=r"prepare.selection_size = 301 is more than the 300 "):
+        prepare.main()

@@ -505,3 +505,60 @@ def test_a_study_reads_only_its_own_sweep_or_search(tmp_path, monkeypatch, name,
     monkeypatch.setattr(sys, "argv", ["study", name])
     with pytest.raises(TunelabError, match=message.replace("(", r"\(")):
         study.main()
+
+
+# --- the decision metric (sweeps.yaml `metric:`) -------------------------------------------------
+
+SELECTING = sweep_spec.parse_sweep("dropout", {"grid": {"train.dropout": [0.3, 0.5]},
+                                               "baseline": {"train.dropout": 0.3},
+                                               "metric": "selection_accuracy"}, BASE)
+
+
+def with_selection(frame: pd.DataFrame, shift: float) -> pd.DataFrame:
+    """Selection accuracy = CV accuracy, plus ``shift`` + 0.001 x (seed mod 2) for dropout=0.5
+    (where CV says nothing)."""
+    return frame.assign(selection_accuracy=frame["cv_accuracy"] + (
+        shift + 0.001 * (frame["seed"] % 2)) * (frame["config"] == "dropout=0.5"))
+
+
+def test_a_study_decides_on_selection_accuracy_where_every_experiment_has_it():
+    cv = experiments([(c, s, v) for c in ("dropout=0.3", "dropout=0.5")
+                      for s, v in enumerate((0.85, 0.86, 0.84, 0.855))], SELECTING)
+    frame = with_selection(cv, 0.01)
+    plan = sweep_study.study_plan(SELECTING, frame)
+    assert plan.metric == "selection_accuracy"
+    summary = sweep_study.summary_table(frame, SELECTING, plan)
+    r = row(summary, "dropout=0.5")
+    assert r["diff"] == pytest.approx(0.0105) and r["decision"] == "better"  # CV's diff is 0
+    assert r["selection_mean"] == pytest.approx(0.86175) and r["cv_mean"] == pytest.approx(0.85125)
+    built = sweep_study.build_study(SELECTING, frame, plan=plan)
+    assert "selection_accuracy" in built["experiments.csv"]
+    assert "**Selection uses the selection set's accuracy** (`metric: selection_accuracy`" in \
+        built["report.md"]
+    # one experiment without it (run before the selection set existed): CV for all, as before
+    older = frame.assign(selection_accuracy=frame["selection_accuracy"].where(frame.index != 0))
+    plan = sweep_study.study_plan(SELECTING, older)
+    assert plan.metric == "cv_accuracy"
+    assert row(sweep_study.summary_table(older, SELECTING, plan), "dropout=0.5")["diff"] == \
+        pytest.approx(0.0, abs=1e-12)
+    # none has it (every committed study): the columns and the report are those of before
+    built = sweep_study.build_study(SELECTING, cv)
+    assert "selection_accuracy" not in built["experiments.csv"]
+    assert "selection_mean" not in built["summary.csv"]
+    assert "**Selection uses CV validation accuracy**" in built["report.md"]
+
+
+def test_a_recorded_design_without_a_metric_decides_on_cv_and_the_metric_is_written_back():
+    frame = with_selection(experiments([(c, s, 0.85 + 0.001 * s) for c in
+                                        ("dropout=0.3", "dropout=0.5") for s in range(3)],
+                                       SELECTING), 0.01)
+    legacy = {"seeds": 3, "max_seeds": 6, "margin": 0.005, "alpha": 0.05}
+    plan = sweep_study.study_plan(SELECTING, frame, committed=legacy)
+    assert plan.metric == "cv_accuracy"
+    assert json.loads(sweep_study.design_json(plan)) == legacy  # committed design.json unchanged
+    chosen = sweep_study.study_plan(SELECTING, frame, record=legacy | {"metric":
+                                                                       "selection_accuracy"})
+    assert chosen.metric == "selection_accuracy"
+    assert json.loads(sweep_study.design_json(chosen))["metric"] == "selection_accuracy"
+    assert sweep_study.study_plan(SELECTING, frame, seeds=3, max_seeds=6).metric == \
+        "selection_accuracy"  # the sweep's own (sweeps.yaml)

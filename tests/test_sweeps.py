@@ -30,7 +30,8 @@ def test_every_sweep_in_the_repo_is_valid():
                 "lr", "epochs", "optimizer", "precision", "recipe",
                 # the claims' (claims.yaml)
                 "conv_dropout_at", "conv_dropout_width", "deep_stack", "mlp_batch_size",
-                "epochs_lr", "claims_grid"}
+                "epochs_lr", "claims_grid",
+                "metric_noise"}  # the selection set's measurement (docs/studies.md)
     assert set(loaded) == expected
     assert len(loaded["interactions"].configs) == 6 and len(loaded["mlp_width"].configs) == 16
     assert [c["train.lr"] for c in loaded["lr"].configs] == [0.0001, 0.0003, 0.001, 0.003, 0.01]
@@ -509,3 +510,38 @@ def test_the_design_method_defaults_to_obrien_fleming_and_is_checked(tmp_path):
     with pytest.raises(ParamError, match="sweep a: method = 'obf'; allowed: bonferroni, "
                                          "obrien_fleming, pocock"):
         sweep_spec.load(tmp_path / "sweeps.yaml", BASE)
+
+
+def test_the_design_metric_defaults_to_cv_and_is_checked(tmp_path):
+    (tmp_path / "sweeps.yaml").write_text(
+        "defaults: {metric: selection_accuracy}\n"
+        "a: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}}\n"
+        "b: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}, "
+        "metric: cv_accuracy}\n")
+    loaded = sweep_spec.load(tmp_path / "sweeps.yaml", BASE)
+    assert (loaded["a"].design.metric, loaded["b"].design.metric) == ("selection_accuracy",
+                                                                      "cv_accuracy")
+    assert sweep_spec.StudyDesign().metric == "cv_accuracy"
+    (tmp_path / "sweeps.yaml").write_text(
+        "a: {grid: {train.dropout: [0.1, 0.3]}, baseline: {train.dropout: 0.3}, metric: test}\n")
+    with pytest.raises(ParamError, match="sweep a: metric = 'test'; allowed: cv_accuracy, "
+                                         "selection_accuracy"):
+        sweep_spec.load(tmp_path / "sweeps.yaml", BASE)
+    (tmp_path / "sweeps.yaml").write_text("defaults: {metric: val}\n")
+    with pytest.raises(ParamError, match="sweeps.yaml defaults: metric = 'val'; allowed"):
+        sweep_spec.load(tmp_path / "sweeps.yaml", BASE)
+
+
+def test_the_selection_set_size_is_not_part_of_an_experiments_identity():
+    # Oracle: the digest of the committed defaults as identity.py computed it before the key
+    # existed (params.yaml without selection_size; recorded at commit cb02443).
+    before = {s: {k: v for k, v in BASE[s].items() if k != "selection_size"} for s in BASE}
+    assert identity.of(before) == "d333e09ef8e2"
+    for size in (0, 5000, 10000):
+        assert identity.of(sweep_spec.apply(BASE, {"prepare.selection_size": size})) == \
+            "d333e09ef8e2"
+    # params from before the key, on all 60,000 images, stay valid (they ran without a set)
+    everything = sweep_spec.apply(before, {"prepare.train_size": 60000})
+    assert identity.of(everything) == "66b0ed2bd324"
+    with pytest.raises(ParamError, match="prepare.selection_size = 10000 is more than the 0"):
+        identity.of(sweep_spec.apply(BASE, {"prepare.train_size": 60000}))

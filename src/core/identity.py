@@ -6,6 +6,14 @@ covers the params of the sections whose stages make reports/evaluate/metrics.jso
 ``train``), after validation (src/core/params.py): every default filled in and every value of its
 declared type, so ``lr: 0.001`` and ``lr: 1.0e-3`` or a key left at its default are one identity.
 
+Left out: ``prepare.selection_size``. The selection set is drawn after the subset and the folds,
+from images neither trains nor validates on, so it changes no trained model and no CV or test
+number; it only adds the selection metrics (``selection`` in metrics.json). Experiments that ran
+before the key existed (their params lack it, and may be invalid with today's default, e.g. at
+train_size 60000) keep the identity they had, and count as run for a study deciding on CV accuracy.
+A study deciding on selection accuracy decides on CV where some of its experiments lack it
+(src/studies/sweep_study.py, ``study_metric``).
+
 What else makes the numbers (the code, the data, the pinned libraries) is compared where
 experiments are carried over from a commit to another (src/experiments/carried.py); the machine
 is not (another CPU gives another draw, as another seed would).
@@ -27,15 +35,27 @@ from src.core.errors import ParamError
 SECTIONS = ("prepare", "train")  # the stages whose params make metrics.json (evaluate reads none)
 LENGTH = 12  # hex digits kept: 48 bits, no collision among the few thousand experiments of a repo
 TAG = 8  # hex digits of the identity that tell a variant's experiment names apart (naming.py)
+EVALUATION_ONLY = {"prepare": ("selection_size",)}  # change no trained model: not in the digest
 
 
 def of(merged: dict) -> str:
     """The identity of params.yaml content ``merged`` (overrides applied); raises ParamError if
     the params are invalid."""
-    validated = params.validate_all(merged)
-    canonical = {name: params.as_dict(validated[name]) for name in SECTIONS}
+    validated = params.validate_all(_before_keys_existed(merged))
+    canonical = {name: {k: v for k, v in params.as_dict(validated[name]).items()
+                        if k not in EVALUATION_ONLY.get(name, ())} for name in SECTIONS}
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:LENGTH]
+
+
+def _before_keys_existed(merged: dict) -> dict:
+    """``merged`` with an EVALUATION_ONLY key it lacks set to 0: params written before the key
+    existed ran without (a value it has is validated as it is)."""
+    filled = dict(merged)
+    for section, keys in EVALUATION_ONLY.items():
+        if isinstance(merged.get(section), dict):
+            filled[section] = {key: 0 for key in keys} | merged[section]
+    return filled
 
 
 def of_or_none(merged: dict | None) -> str | None:

@@ -46,8 +46,20 @@ class PrepareParams:
     test_size: int = _spec(10_000, low=N_CLASSES, high=DATASET_TEST_SIZE)
     cv_folds: int = _spec(5, low=2)
     seed: int = _spec(0, low=0)  # fixes the subset and the folds (not the training)
+    # A fixed, stratified selection set drawn from the training images the subset leaves out:
+    # every fold model is scored on the same images, 5x the 2,000 each fold holds out; 0 = none.
+    selection_size: int = _spec(10_000, low=0, high=DATASET_TRAIN_SIZE)
 
     def __post_init__(self):
+        left = DATASET_TRAIN_SIZE - self.train_size
+        if self.selection_size > left:
+            raise ParamError(
+                f"prepare.selection_size = {self.selection_size} is more than the {left} training "
+                f"images prepare.train_size = {self.train_size} leaves out; use selection_size <= "
+                f"{left} (0 = no selection set) or a smaller train_size")
+        if 0 < self.selection_size < N_CLASSES:
+            raise ParamError(f"prepare.selection_size = {self.selection_size} cannot hold every "
+                             f"class: use 0 (none) or at least {N_CLASSES}")
         smallest_class = self.train_size // N_CLASSES  # the stratified subset is balanced to ±1
         if self.cv_folds > smallest_class:
             raise ParamError(

@@ -25,20 +25,24 @@ from src.experiments.exp_show import Outcome
 from src.experiments.shared_study import Settings
 
 
-def cv_by_seed(outcomes: dict[str, Outcome], sweep: str) -> dict[str, dict[int, float]]:
-    """{config label: {seed: CV accuracy}} of the experiments of ``sweep`` that finished: NaN for a
+def cv_by_seed(outcomes: dict[str, Outcome], sweep: str,
+               metric: str = sweep_spec.CV_METRIC) -> dict[str, dict[int, float]]:
+    """{config label: {seed: accuracy}} of the experiments of ``sweep`` that finished: NaN for a
     run that diverged or was pruned (a result, but no accuracy); failed runs are left out (they
     are queued again). ``outcomes``: by the asked experiments' names, matched by identity
-    (:func:`sweep_runner.matched`)."""
+    (:func:`sweep_runner.matched`). ``metric``: the design's (sweep_spec.METRICS); where a
+    finished experiment lacks it (it ran before the selection set existed), CV accuracy for all,
+    as the study decides (src/studies/sweep_study.py, ``study_metric``)."""
+    finished = {name: outcome for name, outcome in outcomes.items()
+                if (parsed := naming.parse_name(name)) is not None and parsed["sweep"] == sweep
+                and outcome.state != Status.FAILED}
+    if any(o.state.usable and getattr(o, metric) is None for o in finished.values()):
+        metric = sweep_spec.CV_METRIC
     values: dict[str, dict[int, float]] = {}
-    for name, outcome in outcomes.items():
-        parsed = naming.parse_name(name)
-        if parsed is None or parsed["sweep"] != sweep or outcome.state == Status.FAILED:
-            continue
-        ok = outcome.state.usable and outcome.cv_accuracy is not None and \
-            math.isfinite(outcome.cv_accuracy)
-        values.setdefault(parsed["config"], {})[int(parsed["seed"])] = \
-            outcome.cv_accuracy if ok else math.nan
+    for name, outcome in finished.items():
+        parsed, value = naming.parse_name(name), getattr(outcome, metric)
+        ok = outcome.state.usable and value is not None and math.isfinite(value)
+        values.setdefault(parsed["config"], {})[int(parsed["seed"])] = value if ok else math.nan
     return values
 
 
@@ -86,18 +90,23 @@ def replay(values: dict[str, dict[int, float]], baseline: str, configs: list[str
     return State(final, len(taken), {})
 
 
-def design_fields(design: decide.Design, margin: float) -> dict:
+def design_fields(design: decide.Design, margin: float,
+                  metric: str = sweep_spec.CV_METRIC) -> dict:
     """A design as it is recorded: here by the clone, beside a committed study by the study. A
     Bonferroni design is recorded without its method, as before there were others, so that its
-    committed design.json stays as it was (a record without one reads as Bonferroni)."""
+    committed design.json stays as it was (a record without one reads as Bonferroni); likewise a
+    design deciding on CV accuracy without its metric (a record without one reads as CV)."""
     method = {"method": design.method} if design.spends else {}
+    chosen = {"metric": metric} if metric != sweep_spec.CV_METRIC else {}
     return {"seeds": design.first_seeds, "max_seeds": design.max_seeds, "margin": margin,
-            "alpha": design.alpha, **method}
+            "alpha": design.alpha, **method, **chosen}
 
 
-def record_design(name: str, design: decide.Design, margin: float) -> None:
+def record_design(name: str, design: decide.Design, margin: float,
+                  metric: str = sweep_spec.CV_METRIC) -> None:
     """The design this clone ran, for `python -m src.study NAME` (.tunelab/sweeps/<name>.design.json)."""
-    atomic.write_json(paths.SWEEP_RECORDS / f"{name}.design.json", design_fields(design, margin))
+    atomic.write_json(paths.SWEEP_RECORDS / f"{name}.design.json",
+                      design_fields(design, margin, metric))
 
 
 def round_experiments(sweep: sweep_spec.Sweep, base: dict, extra: dict,
@@ -119,7 +128,7 @@ def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.
     and the estimates of what is left."""
     live = backend.live()
     known = backend.known(live)
-    state = replay(cv_by_seed(sweep_runner.matched(every, known), sweep.name),
+    state = replay(cv_by_seed(sweep_runner.matched(every, known), sweep.name, sweep.design.metric),
                    sweep.baseline_label, [sweep.label(c) for c in sweep.configs],
                    sweep.design.margin, design)
     done, n_carried = sweep_runner.already_run(every, known, live)
@@ -180,13 +189,13 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     if dry_run:
         print_plan(sweep, base, extra, design, jobs, backend, every, reference)
         return 0
-    record_design(sweep.name, design, sweep.design.margin)
+    record_design(sweep.name, design, sweep.design.margin, sweep.design.metric)
     ran: dict[str, sweep_spec.Experiment] = {}
     outcomes = sweep_runner.matched(every, backend.known())
     tried: set[str] = set()
     while True:
-        state = replay(cv_by_seed(outcomes, sweep.name), sweep.baseline_label, labels,
-                       sweep.design.margin, design)
+        state = replay(cv_by_seed(outcomes, sweep.name, sweep.design.metric), sweep.baseline_label,
+                       labels, sweep.design.margin, design)
         print(progress(state, design), flush=True)
         todo = round_experiments(sweep, base, extra, state.pending, reference)
         if not todo:

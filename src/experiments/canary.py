@@ -60,11 +60,11 @@ from src.experiments import rdb
 
 # The canary of a configuration: its params with these replaced. 300 training images in 2 stratified
 # folds (stratification needs at least classes x folds = 20), 100 test images, one epoch; every other
-# param, the seeds included, is the configuration's own. `patience` is replaced only where the
-# configuration has it (commits before early stopping would refuse the key).
+# param, the seeds included, is the configuration's own. `patience` and `selection_size` are
+# replaced only where the configuration has them (commits before the keys would refuse them).
 CANARY = {"prepare": {"train_size": 300, "test_size": 100, "cv_folds": 2},
           "train": {"epochs": 1}}
-CANARY_IF_PRESENT = {"train": {"patience": 0}}
+CANARY_IF_PRESENT = {"train": {"patience": 0}, "prepare": {"selection_size": 100}}
 STAGES = ("prepare", "train", "evaluate")  # run in this order, with the commands of dvc.yaml
 CODE = ("src", "dvc.yaml", "requirements.txt", "constraints.txt")  # the working tree's code
 CACHE = paths.LOCAL / "canary"

@@ -196,5 +196,6 @@ def outcomes(sweep: str, live: dict[str, Outcome],
     for row in carried_rows(sweep, done, run_canary=run_canary):
         key = row["name"] if row["name"] not in live else f"{row['name']}@{row[BASELINE][:8]}"
         carried[key] = Outcome(row["name"], parse(row["state"]), _number(row.get("cv_accuracy")),
-                               _number(row.get("train_seconds")), identity=row[IDENTITY])
+                               _number(row.get("train_seconds")), identity=row[IDENTITY],
+                               selection_accuracy=_number(row.get("selection_accuracy")))
     return live | carried

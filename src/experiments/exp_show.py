@@ -1,5 +1,5 @@
 """Reading `dvc exp show --json` output (pure): nested lookups, flat params, the newest run per
-name, and each experiment's outcome (its status and CV accuracy).
+name, and each experiment's outcome (its status, CV and selection accuracy).
 
 Shared by sweeps, searches and both kinds of study.
 """
@@ -87,6 +87,7 @@ class Outcome:
     train_seconds: float | None = None  # the training loops' time over the folds (metrics.json)
     train_samples: float | None = None  # training images seen: fold-epochs x images per fold
     identity: str | None = None  # what makes its numbers (src/core/identity.py); None if unknown
+    selection_accuracy: float | None = None  # the fold models' mean on the selection set
 
     def __post_init__(self):
         object.__setattr__(self, "state", parse(self.state))  # a plain word becomes a Status
@@ -112,7 +113,8 @@ def outcomes(shown: list) -> dict[str, Outcome]:
             cv = ((data.get("cv") or {}).get("val_accuracy") or {}).get("mean")
             cost = data.get("time") or {}
             found[name] = Outcome(name, parse(data.get("status")), cv,
-                                  cost.get("train_seconds"), train_samples(head, cost), ident)
+                                  cost.get("train_seconds"), train_samples(head, cost), ident,
+                                  get(data, ("selection", "accuracy", "mean")))
     return found
 
 

@@ -26,7 +26,12 @@ from src.core.errors import ParamError, TunelabError
 from src.core.naming import config_label, format_value
 
 DEFAULTS = "defaults"  # the sweeps.yaml entry that holds every sweep's StudyDesign defaults
-DESIGN_FIELDS = ("margin", "seeds", "max_seeds", "method")
+DESIGN_FIELDS = ("margin", "seeds", "max_seeds", "method", "metric")
+# What a study decides on, per experiment the mean over its fold models: their CV validation
+# accuracy (each on its own held-out fold), or their accuracy on the selection set (all on the
+# same prepare.selection_size images). The names are the experiments table's columns.
+CV_METRIC = "cv_accuracy"
+METRICS = (CV_METRIC, "selection_accuracy")
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,13 @@ class StudyDesign:
     ``margin``: the smallest difference in CV accuracy that matters (a fraction: 0.005 = 0.5
     accuracy points); smaller differences can be shown `equivalent`. ``seeds``: the seeds every
     configuration gets first; ``max_seeds``: the most `sweep run --until-decided` gives one;
-    ``method``: how alpha is spent over the looks (src/core/decide.py, METHODS)."""
+    ``method``: how alpha is spent over the looks (src/core/decide.py, METHODS); ``metric``: what
+    the decisions compare (METRICS)."""
     margin: float = 0.005
     seeds: int = 3
     max_seeds: int = 10
     method: str = decide.DEFAULT_METHOD
+    metric: str = CV_METRIC
 
 
 def parse_design(where: str, spec: dict, inherited: StudyDesign) -> StudyDesign:
@@ -60,7 +67,10 @@ def parse_design(where: str, spec: dict, inherited: StudyDesign) -> StudyDesign:
     method = values.get("method", inherited.method)
     if method not in decide.METHODS:
         raise ParamError(f"{where}: method = {method!r}; allowed: {', '.join(decide.METHODS)}")
-    return StudyDesign(float(margin), seeds, max_seeds, method)
+    metric = values.get("metric", inherited.metric)
+    if metric not in METRICS:
+        raise ParamError(f"{where}: metric = {metric!r}; allowed: {', '.join(METRICS)}")
+    return StudyDesign(float(margin), seeds, max_seeds, method, metric)
 
 
 @dataclass(frozen=True)
@@ -215,7 +225,7 @@ def load(path: str | Path, base_params: dict, names=None) -> dict[str, Sweep]:
 
 
 def load_defaults(data: dict) -> StudyDesign:
-    """The `defaults:` entry of sweeps.yaml content (margin, seeds, max_seeds for every sweep)."""
+    """The `defaults:` entry of sweeps.yaml content (the design fields for every sweep)."""
     spec = data.get(DEFAULTS) or {}
     if not isinstance(spec, dict) or set(spec) - set(DESIGN_FIELDS):
         raise ParamError(f"sweeps.yaml {DEFAULTS}: a mapping of {', '.join(DESIGN_FIELDS)}; got "

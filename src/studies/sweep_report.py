@@ -147,10 +147,26 @@ def seeds_note(row) -> str:
     return str(row.n)
 
 
+def metric_line(metric: str, summary: pd.DataFrame) -> str:
+    """What the decisions compare (sweeps.yaml `metric:`), and that the test set never ranks."""
+    if metric == sweep_spec.CV_METRIC:
+        return ("**Selection uses CV validation accuracy** (per experiment: the mean over its "
+                "folds, final epoch). The test set only confirms the chosen configuration; it was "
+                "not used to rank.")
+    means = ", ".join(f"`{r.config}` {fmt(r.selection_mean)} ± {fmt(r.selection_std)}"
+                      for r in summary.itertuples())
+    return ("**Selection uses the selection set's accuracy** (`metric: selection_accuracy`; per "
+            "experiment: the mean of its fold models on the same prepare.selection_size training "
+            "images that no fold trains or validates on): the differences, intervals and "
+            f"verdicts below compare it; mean ± sd over seeds: {means}. CV validation accuracy "
+            "is reported beside it; the test set only confirms, it was not used to rank.")
+
+
 def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.DataFrame,
                   anova: pd.DataFrame | None, note: str, figures: list[str],
                   design_source: str = "", compute: dict | None = None,
-                  design: decide.Design | None = None, overrides: dict | None = None) -> str:
+                  design: decide.Design | None = None, overrides: dict | None = None,
+                  metric: str = sweep_spec.CV_METRIC) -> str:
     spends = design is not None and design.spends
     base = sweep.baseline_label
     states = ", ".join(f"{n} {s}" for s, n in frame["state"].value_counts().items())
@@ -178,9 +194,8 @@ def render_report(sweep: sweep_spec.Sweep, frame: pd.DataFrame, summary: pd.Data
              f"{len(frame)} experiments ({states}) over {len(summary)} configurations, seeds "
              f"{seeds} as replicates; baseline `{base}`.{ran_on}", "",
              *([overrides_line(sweep.name, overrides), ""] if overrides else []),
-             "**Selection uses CV validation accuracy** (per experiment: the mean over its folds, "
-             "final epoch). The test set only confirms the chosen configuration; it was not used "
-             "to rank.", "", *design_lines(summary, design_source, compute, design), "", "## Results", "",
+             metric_line(metric, summary), "",
+             *design_lines(summary, design_source, compute, design), "", "## Results", "",
              "Mean ± sd and 95% CI over seeds (n completed seeds; diverged and failed runs "
              "excluded; `seeds` = those the decision used). Differences with the baseline in "
              "accuracy points, with their interval at the study's corrected level: paired t-test "

@@ -2,8 +2,10 @@
 seeds with the comparisons against the baseline, the ANOVA of a factorial grid, and every output
 file of the study (report.md, CSVs, figures).
 
-Selection uses CV validation accuracy only: per experiment the mean over its folds (final epoch),
-the seed being the replicate. The test set confirms the chosen configuration and never ranks.
+Selection uses CV validation accuracy (per experiment the mean over its folds, final epoch), or,
+where the sweep's design says `metric: selection_accuracy`, the fold models' mean accuracy on the
+selection set (:func:`study_metric`); the seed is the replicate. The test set confirms the chosen
+configuration and never ranks.
 Every statistic comes from src/core/stats.py.
 """
 
@@ -30,7 +32,8 @@ METRICS = {  # experiment column -> path in metrics.json
     "cv_accuracy": ("cv", "val_accuracy", "mean"), "test_accuracy": ("test", "accuracy"),
     "params": ("model", "params"), "seconds_per_epoch": ("time", "seconds_per_epoch"),
     "train_val_gap": ("cv", "train_val_gap"), "fold_epochs": ("time", "epochs"),
-    "train_seconds": ("time", "train_seconds")}
+    "train_seconds": ("time", "train_seconds"),
+    "selection_accuracy": ("selection", "accuracy", "mean")}  # experiments.csv: only when some have it
 DESIGN_FILE = "design.json"  # an adaptive study's design, beside its report (study_plan)
 COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_holm",
               "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
@@ -166,6 +169,20 @@ class Plan:
     source: str      # said in the report: the design itself, wherever it came from
     adaptive: bool   # replay the sequential looks (else one look at alpha)
     origin: str = ""  # where the design came from (said on the terminal, not in the report)
+    metric: str = sweep_spec.CV_METRIC  # what the decisions compare (:func:`study_metric`)
+
+
+def has_values(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame and bool(frame[column].notna().any())
+
+
+def study_metric(frame: pd.DataFrame, wanted: str) -> str:
+    """The metric a study decides on: ``wanted`` (the design's), but CV accuracy where a usable
+    experiment lacks ``wanted`` (one that ran before the selection set existed, carried over from
+    a committed study): one study compares one metric."""
+    ok = usable(frame)
+    has_all = wanted in ok and len(ok) > 0 and bool(ok[wanted].notna().all())
+    return wanted if wanted == sweep_spec.CV_METRIC or has_all else sweep_spec.CV_METRIC
 
 
 def seed_sets(frame: pd.DataFrame) -> dict[str, frozenset[int]]:
@@ -184,41 +201,46 @@ def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None =
     Bonferroni when it names none (it was recorded before there were others), else the sweep's.
     The report states an adaptive design as its flags, whichever of these it came from, so that a
     clone that reads it from DESIGN_FILE writes the same report (``origin`` says where it came
-    from)."""
+    from). The metric: the record's or committed design's (CV accuracy when it names none), else
+    the sweep's; CV accuracy where some experiments lack it (:func:`study_metric`)."""
     known = record or committed or {}
     margin = margin if margin is not None else known.get("margin", sweep.design.margin)
+    metric = study_metric(frame, known.get("metric", sweep_spec.CV_METRIC) if known
+                          else sweep.design.metric)
     if seeds is not None or max_seeds is not None:
         first = seeds if seeds is not None else sweep.design.seeds
         last = max_seeds if max_seeds is not None else sweep.design.max_seeds
         return _adaptive(first, last, sweep.design.method, margin,
-                         "the study's --seeds and --max-seeds")
+                         "the study's --seeds and --max-seeds", metric)
     if record:
         return _adaptive(record["seeds"], record["max_seeds"], _method(record), margin,
                          "the design `sweep run --until-decided` recorded in this clone "
-                         f"(.tunelab/sweeps/{sweep.name}.design.json)")
+                         f"(.tunelab/sweeps/{sweep.name}.design.json)", metric)
     if committed:
         return _adaptive(committed["seeds"], committed["max_seeds"], _method(committed), margin,
                          "the design of the committed study whose experiments these include "
-                         f"({paths.STUDY_REPORTS}/{sweep.name}/{DESIGN_FILE})")
+                         f"({paths.STUDY_REPORTS}/{sweep.name}/{DESIGN_FILE})", metric)
     sets = set(seed_sets(frame).values())
     if len(sets) <= 1:
         n = len(next(iter(sets))) if sets else 0
         return Plan(_design(2, 2), margin, f"a fixed design: {n} seeds per configuration, one "
-                    "look", False, "every configuration has the same seeds")
+                    "look", False, "every configuration has the same seeds", metric)
     return _adaptive(sweep.design.seeds, sweep.design.max_seeds, sweep.design.method, margin,
-                     f"sweeps.yaml's design of {sweep.name}")
+                     f"sweeps.yaml's design of {sweep.name}", metric)
 
 
-def _adaptive(first: int, last: int, method: str, margin: float, origin: str) -> Plan:
+def _adaptive(first: int, last: int, method: str, margin: float, origin: str,
+              metric: str) -> Plan:
     return Plan(_design(first, last, method), margin, f"--seeds {first} --max-seeds {last}", True,
-                origin)
+                origin, metric)
 
 
 def design_json(plan: Plan) -> str:
     """An adaptive plan's design as the study writes it beside its report (DESIGN_FILE), in the
     format of the clone's record (src/experiments/adaptive.py), so that a clone that did not run
     the sweep decides the committed experiments at the same looks."""
-    return json.dumps(adaptive.design_fields(plan.design, plan.margin), indent=2) + "\n"
+    return json.dumps(adaptive.design_fields(plan.design, plan.margin, plan.metric),
+                      indent=2) + "\n"
 
 
 def _method(recorded: dict) -> str:
@@ -233,14 +255,16 @@ def _design(first: int, last: int, method: str = decide.LEGACY_METHOD) -> decide
                            f"{error}") from None
 
 
-def values_by_seed(frame: pd.DataFrame) -> dict[str, dict[int, float]]:
-    """{config: {seed: CV accuracy}} of the finished experiments (NaN for a diverged or pruned
+def values_by_seed(frame: pd.DataFrame,
+                   metric: str = sweep_spec.CV_METRIC) -> dict[str, dict[int, float]]:
+    """{config: {seed: ``metric``}} of the finished experiments (NaN for a diverged or pruned
     run, as `sweep run --until-decided` sees them; failed ones left out)."""
     values: dict[str, dict[int, float]] = {}
     for row in frame[frame["state"] != Status.FAILED].itertuples():
         ok = Status(row.state).usable if row.state in set(Status) else False
+        value = float(getattr(row, metric))
         values.setdefault(row.config, {})[int(row.seed)] = \
-            float(row.cv_accuracy) if ok and math.isfinite(row.cv_accuracy) else math.nan
+            value if ok and math.isfinite(value) else math.nan
     return values
 
 
@@ -254,7 +278,7 @@ def decisions(frame: pd.DataFrame, sweep: sweep_spec.Sweep,
     base = sweep.baseline_label
     labels = [sweep.label(c) for c in sweep.configs] + sorted(
         set(frame["config"]) - {sweep.label(c) for c in sweep.configs})
-    values = values_by_seed(frame)
+    values = values_by_seed(frame, plan.metric)
     if plan.adaptive:
         state = adaptive.replay(values, base, labels, plan.margin, plan.design)
         if state.looks:
@@ -276,11 +300,11 @@ def decisions(frame: pd.DataFrame, sweep: sweep_spec.Sweep,
 
 
 def used_values(frame: pd.DataFrame, config: str, baseline: str, decision: decide.Decision,
-                paired: bool) -> tuple[np.ndarray, np.ndarray]:
+                paired: bool, metric: str = sweep_spec.CV_METRIC) -> tuple[np.ndarray, np.ndarray]:
     """The candidate's and the baseline's accuracies a decision used: paired, the first
     ``decision.n`` seeds both have (the looks take seeds in order); Welch, all of them."""
     values = {c: {s: v for s, v in seeds.items() if math.isfinite(v)}
-              for c, seeds in values_by_seed(frame).items()}
+              for c, seeds in values_by_seed(frame, metric).items()}
     mine, b = values.get(config, {}), values.get(baseline, {})
     if not paired:
         return np.array(list(mine.values())), np.array(list(b.values()))
@@ -302,10 +326,12 @@ def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep, plan: Plan | Non
               for c in sweep.configs}
     levels |= {c: dict.fromkeys(sweep.varied, "") for c in frame["config"] if c not in levels}
     n_base = int((ok["config"] == base).sum())
+    has_selection = has_values(frame, "selection_accuracy")  # summary.csv: only then
     for label, values in levels.items():
         mine, every = ok[ok["config"] == label], frame[frame["config"] == label]
         row = {"config": label, **values, "n": len(mine), **_summary("cv", mine["cv_accuracy"]),
                **_summary("test", mine["test_accuracy"]),
+               **(_summary("selection", mine["selection_accuracy"]) if has_selection else {}),
                **_summary("train", mine["cv_accuracy"] + mine["train_val_gap"]),
                "params": mine["params"].median(),
                "seconds_per_epoch": mine["seconds_per_epoch"].mean(),
@@ -321,7 +347,7 @@ def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep, plan: Plan | Non
                     "verdict": f"not tested (n = {len(mine)} vs {n_base})"}
         else:
             paired = label not in welch
-            c, b = used_values(frame, label, base, d, paired)
+            c, b = used_values(frame, label, base, d, paired, plan.metric)
             raw = stats.compare(c, b, paired=paired) if len(c) and len(b) else None
             row |= {"diff": d.diff, "diff_ci_low": d.ci_low, "diff_ci_high": d.ci_high,
                     "test_used": "none" if d.verdict == "not tested" else
@@ -463,10 +489,13 @@ def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
     built = {name: drawn.get(name, kept.get(name)) for name, _ in sweep_figures.plan(sweep, grid)
              if name in drawn or name in kept}
     design = {DESIGN_FILE: design_json(plan)} if plan.adaptive else {}
-    return {"summary.csv": summary, "experiments.csv": frame.drop(columns="others"),
+    # Studies of experiments from before the selection set keep their committed columns.
+    unused = ["others"] + ([] if has_values(frame, "selection_accuracy") else ["selection_accuracy"])
+    return {"summary.csv": summary, "experiments.csv": frame.drop(columns=unused, errors="ignore"),
             "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
                                        compute(frame, summary, plan),
-                                       plan.design if plan.adaptive else None, overrides),
+                                       plan.design if plan.adaptive else None, overrides,
+                                       plan.metric),
             **design, **built}
 
 
