@@ -138,14 +138,16 @@ def test_the_runner_uses_and_records_the_sweeps_method(monkeypatch):
                                                      "alpha": 0.05}
 
 
-def dry_run(monkeypatch, capsys, live: dict[str, Outcome]) -> str:
-    """`sweep run s --seeds 3 --max-seeds 5 --until-decided --dry-run`'s output, with ``live``
-    experiments on this commit (the committed study's carried ones: tests/test_carried.py)."""
-    monkeypatch.setattr(sweep_spec, "load_sweeps", lambda names: (BASE, {"s": SWEEP}))
+def dry_run(monkeypatch, capsys, live: dict[str, Outcome], sweep=SWEEP) -> str:
+    """`sweep run s --seeds 3 --max-seeds 5 --until-decided --dry-run`'s output (and what it
+    says on stderr), with ``live`` experiments on this commit (the committed study's carried
+    ones: tests/test_carried.py)."""
+    monkeypatch.setattr(sweep_spec, "load_sweeps", lambda names: (BASE, {"s": sweep}))
     monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: dict(live))
     monkeypatch.setattr(sweep_runner, "estimated_wall", lambda todo, *a: 60.0 * len(todo))
     assert adaptive.run("s", 3, 5, jobs=2, extra={}, dry_run=True) == 0
-    return capsys.readouterr().out
+    captured = capsys.readouterr()
+    return captured.out + captured.err
 
 
 def test_the_dry_run_plans_from_what_ran_here(monkeypatch, capsys):

@@ -233,6 +233,28 @@ def test_the_dry_run_plans_from_what_ran_here_or_was_carried_over(repo, monkeypa
         in later
 
 
+def test_continuing_a_committed_study_keeps_its_method(repo, monkeypatch, capsys):
+    """A committed Bonferroni study (design.json without a method) continued by a sweep whose
+    sweeps.yaml method is O'Brien-Fleming is decided with Bonferroni, as the study decides it."""
+    from tests.test_adaptive import dry_run
+    spending = sweep_spec.parse_sweep("s", {"grid": {"train.dropout": [0.0, 0.2, 0.5]},
+                                            "baseline": {"train.dropout": 0.0}}, BASE)
+    assert spending.design.method == "obrien_fleming"
+    round1 = sorted((c, s) for c in (BASELINE, NEAR, FAR) for s in range(3))
+    commit_study([(c, s, "completed", truth(c, s), repo) for c, s in round1])
+    (paths.STUDY_REPORTS / "s" / "design.json").write_text(
+        '{"seeds": 3, "max_seeds": 5, "margin": 0.005, "alpha": 0.05}\n')
+    git("add", "-A")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "study")
+    out = dry_run(monkeypatch, capsys, {}, sweep=spending)
+    assert "continues its committed study, decided with bonferroni" in out
+    assert "alpha 0.05 / 3 = 0.01667 each" in out and "alpha spending" not in out
+    assert "look 1 of 3: 1 decided (worse 1)" in out  # as the committed study decided it
+    # without the committed study's experiments, the sweep's own method
+    (paths.STUDY_REPORTS / "s" / "experiments.csv").unlink()
+    assert "obrien_fleming alpha spending" in dry_run(monkeypatch, capsys, {}, sweep=spending)
+
+
 def test_a_fixed_run_queues_only_what_was_not_carried(repo, monkeypatch, capsys):
     commit_study([(BASELINE, 0, "completed", 0.88, repo), (NEAR, 0, "completed", 0.87, repo)])
     queued = []

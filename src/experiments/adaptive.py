@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from src.core import atomic, decide, naming, paths
 from src.core.errors import TunelabError
 from src.core.status import Status
-from src.experiments import backends, dvc_queue, estimate, shared_runner, sweep_runner, sweep_spec
+from src.experiments import backends, carried, dvc_queue, estimate, shared_runner, sweep_runner, sweep_spec
 from src.experiments.exp_show import Outcome
 from src.experiments.shared_study import Settings
 
@@ -177,15 +177,15 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     if not 2 <= first <= last:
         raise TunelabError(f"--seeds {first} --max-seeds {last}: need 2 <= --seeds <= "
                            "--max-seeds")
-    design = decide.Design(first, last, method=sweep.design.method)
     labels = [sweep.label(c) for c in sweep.configs]
     for warning in sweep_spec.config_warnings(sweep_spec.expand(sweep, 1, base, extra), base):
         print(warning, file=sys.stderr)
     reference = sweep_spec.committed_params()
-    every = sweep_spec.expand(sweep, design.max_seeds, base, extra, reference=reference)
+    every = sweep_spec.expand(sweep, last, base, extra, reference=reference)
     backend = backends.LocalQueue(name, jobs, poll) if shared is None else \
         backends.SharedStudy(shared_runner.sweep_job(sweep, extra, shared), every,
                              create=not dry_run)
+    design = decide.Design(first, last, method=continued_method(sweep, every, backend))
     if dry_run:
         print_plan(sweep, base, extra, design, jobs, backend, every, reference)
         return 0
@@ -216,6 +216,23 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
         if (design.first_seeds, design.max_seeds) != (sweep.design.seeds, sweep.design.max_seeds)
         else ""))
     return code
+
+
+def continued_method(sweep: sweep_spec.Sweep, every: list[sweep_spec.Experiment],
+                     backend: backends.Backend) -> str:
+    """How the study spends alpha over its looks: the sweep's method (sweeps.yaml), but where it
+    continues a committed study (some of its experiments carried over), that study's recorded
+    method, so that the runner decides as `python -m src.study` does from the same experiments;
+    a committed Bonferroni study stays Bonferroni."""
+    committed = carried.committed_method(sweep.name)
+    if committed is None or committed == sweep.design.method:
+        return sweep.design.method
+    live = backend.live()
+    if not sweep_runner.already_run(every, backend.known(live), live)[1]:
+        return sweep.design.method
+    print(f"sweep {sweep.name}: continues its committed study, decided with {committed} over the "
+          f"looks as it was (sweeps.yaml says {sweep.design.method})", file=sys.stderr)
+    return committed
 
 
 def progress(state: decide.SequentialState, design: decide.Design) -> str:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from src.core import identity, paths
+from src.core import decide, identity, paths
 from src.core.errors import TunelabError
 from src.core.status import Status, parse
 from src.experiments import sweep_spec
@@ -53,6 +53,7 @@ REQUIREMENTS = Path("requirements.txt")
 BASELINE = "baseline"  # experiments.csv's column: the commit an experiment ran from
 IDENTITY = "identity"  # experiments.csv's column: what made its numbers (src/core/identity.py)
 EXPERIMENTS = "experiments.csv"
+DESIGN = "design.json"  # an adaptive study's design, beside its report
 
 Reader = Callable[[Path], str | None]  # a file's text as some tree has it; None if absent
 
@@ -127,6 +128,17 @@ def same_code(commit: str, here: str, canary_configs: list[dict], run_canary: Ca
           f"of its {len(canary_configs)} configuration(s) decides whether its experiments still "
           "count (src/experiments/canary.py)", file=sys.stderr, flush=True)
     return run_canary(commit, canary_configs) is True
+
+
+def committed_method(sweep: str) -> str | None:
+    """How the committed study of ``sweep`` spent alpha over its looks: its design.json's
+    ``method`` (Bonferroni when it names none: it was written before there were others); None
+    when the study has no design.json (or an unreadable one)."""
+    try:
+        design = json.loads((paths.STUDY_REPORTS / sweep / DESIGN).read_text())
+    except (OSError, ValueError):
+        return None
+    return design.get("method", decide.LEGACY_METHOD) if isinstance(design, dict) else None
 
 
 def committed_rows(sweep: str) -> list[dict[str, str]]:
