@@ -323,6 +323,7 @@ def main() -> None:
     base = params.read_yaml(paths.PARAMS)
     for sweep in all_sweeps.values():
         live = sweep_study.experiments_frame(shown, sweep)
+        frame, overrides = live.iloc[0:0], extra
         if len(live):
             frame, others = sweep_study.select(sweep_study.with_carried(
                 sweep_study.with_hosts(live), sweep), sweep, base, extra)
@@ -331,16 +332,19 @@ def main() -> None:
                       f"(another --set, another params.yaml or a configuration sweeps.yaml no "
                       f"longer has; e.g. {others['name'].iloc[0]}); `--set KEY=VALUE` studies "
                       "those of an override", file=sys.stderr)
-        else:  # none here: the committed study is the record, rebuilt as it is
+        if frame.empty:  # none asked for here: the committed study is the record, rebuilt as it is
             frame = sweep_study.recorded_frame(sweep)
             if extra:  # the record holds one set of overrides: those asked, or none
                 frame = sweep_study.select(frame, sweep, base, extra)[0]
+            else:
+                overrides = sweep_study.recorded_overrides(sweep)
             if len(frame):
-                print(f"study {sweep.name}: no experiments in this clone; rebuilt from the "
-                      f"committed {paths.STUDY_REPORTS / sweep.name / 'experiments.csv'}")
+                print(f"study {sweep.name}: none of its experiments in this clone"
+                      f"{' with these params' if len(live) else ''}; rebuilt from the committed "
+                      f"{paths.STUDY_REPORTS / sweep.name / 'experiments.csv'}")
         if args.all and frame.empty:
             continue
-        written += study_sweep(sweep, frame, args.all, args.all_commits, args, extra)
+        written += study_sweep(sweep, frame, args.all, args.all_commits, args, overrides)
     if not written:
         where = "in any commit" if args.all_commits else "on the current commit"
         raise TunelabError(f"no sweep has completed experiments {where}: run one first, e.g. "

@@ -130,6 +130,22 @@ def select(frame: pd.DataFrame, sweep: sweep_spec.Sweep, base: dict,
     return chosen[chosen.index.isin(newest.index)], frame[~keep]
 
 
+SETTINGS = "settings.json"  # the --set overrides every experiment of the study ran with
+
+
+def recorded_overrides(sweep: sweep_spec.Sweep) -> dict:
+    """The ``--set`` overrides the committed study of ``sweep`` ran with (its SETTINGS file;
+    {} if it has none): a record rebuilt without its experiments says them as it did."""
+    path = paths.STUDY_REPORTS / sweep.name / SETTINGS
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as error:
+        raise TunelabError(f"{path} is not valid JSON ({error}): restore it from git") from None
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def recorded_frame(sweep: sweep_spec.Sweep) -> pd.DataFrame:
     """The committed study's experiments (reports/study/<sweep>/experiments.csv) as the table
     :func:`experiments_frame` makes, empty if there is none. The record of what ran, whatever
@@ -489,6 +505,8 @@ def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
     built = {name: drawn.get(name, kept.get(name)) for name, _ in sweep_figures.plan(sweep, grid)
              if name in drawn or name in kept}
     design = {DESIGN_FILE: design_json(plan)} if plan.adaptive else {}
+    if overrides:  # the record of what every experiment ran with (recorded_overrides)
+        design[SETTINGS] = json.dumps(overrides, indent=2, sort_keys=True) + "\n"
     # Studies of experiments from before the selection set keep their committed columns.
     unused = ["others"] + ([] if has_values(frame, "selection_accuracy") else ["selection_accuracy"])
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns=unused, errors="ignore"),
