@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import sys
 import time
 
@@ -17,7 +18,7 @@ from scipy import stats as sps
 from src import study
 from src.core import params
 from src.core.errors import TunelabError
-from src.experiments import dvc_queue, sweep_spec
+from src.experiments import dvc_queue, exp_show, sweep_spec
 from src.studies import experiments_study, outputs, sweep_report, sweep_study
 from tests.conftest import REPO, TINY, make_project, sh
 
@@ -272,7 +273,17 @@ def test_a_grid_queued_with_dvcs_own_syntax_is_studied(tmp_path):
         assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
         time.sleep(2)
     assert [t.status for t in tasks] == ["Success"] * 4, status
+    assert "Failed" not in status, status
     sh("dvc", "queue", "stop", cwd=root, env=env, ok=False)
+    # every queued experiment succeeded: all four in `dvc exp show`, each with its metrics
+    outcomes = exp_show.outcomes(json.loads(sh("dvc", "exp", "show", "--json", cwd=root,
+                                               env=env).stdout))
+    assert sorted(outcomes) == [f"grid-{i}" for i in range(1, 5)], outcomes
+    assert all(o.state.usable and o.cv_accuracy is not None
+               for o in outcomes.values()), outcomes
+    # four trains on two workers created and wrote one fresh MLflow store without corrupting it
+    with sqlite3.connect(root / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
     done = sh(sys.executable, "-m", "src.study", "--experiments", "grid-*", "--name", "grid",
               "--baseline", "train.dropout=0.0", cwd=root, env=env)
