@@ -17,7 +17,7 @@ Writes reports/evaluate/metrics.json   test accuracy / loss / macro-F1 / per-cla
        (The MLflow parent run receives these metrics from `plot`, with the figures.)
 Run    python -m src.evaluate   (or `dvc repro evaluate`)
 Threads: $TUNELAB_THREADS if set (as for train: a sweep's evaluate must not take the core another
-worker trains on), else all cores.
+worker trains on), else cores / live workers under DVC's own queue, else all cores.
 Device: $TUNELAB_DEVICE, as for train (src/core/device.py); checkpoints load onto it from whichever
 device they were trained on, so a CPU machine evaluates models trained on a GPU.
 

@@ -12,7 +12,8 @@ Writes models/fold_<k>.pt              self-describing checkpoints (model name +
                                        train.seed) for the UI's "Group by".
 Run    python -m src.train   (or `dvc repro train`, `dvc exp run -S train.dropout=0.3`)
 
-Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else all cores.
+Threads: $TUNELAB_THREADS if set (sweeps set it to cores / workers), else cores / live workers
+         under DVC's own queue (`dvc queue start -j J`), else all cores.
 Device:  $TUNELAB_DEVICE = auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
          (src/core/device.py); recorded in each checkpoint and in the MLflow run.
 Pruning: $TUNELAB_EPOCH_HOOK names the function asked after each epoch whether to stop

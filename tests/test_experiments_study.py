@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import sys
 import time
 
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats as sps
 
 from src import study
 from src.core import params
 from src.core.errors import TunelabError
-from src.experiments import dvc_queue, sweep_spec
+from src.experiments import dvc_queue, exp_show, sweep_spec
 from src.studies import experiments_study, outputs, sweep_report, sweep_study
 from tests.conftest import REPO, TINY, make_project, sh
 
@@ -214,10 +216,15 @@ def test_missing_seeds_of_dvc_named_experiments_are_said_by_group():
         "- missing: `dropout=0.5` with seed 2"]
 
 
-def run_main(monkeypatch, tmp_path, argv, experiments):
+def run_main(monkeypatch, tmp_path, argv, experiments, sweeps=""):
+    """`python -m src.study ARGV` in ``tmp_path`` on ``experiments``; ``sweeps``: sweeps.yaml
+    entries added to the repository's."""
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "params.yaml").write_text(json.dumps(BASE))
     for item in ("sweeps.yaml", "searches.yaml"):
         (tmp_path / item).write_text((REPO / item).read_text())
+    with (tmp_path / "sweeps.yaml").open("a") as out:
+        out.write(sweeps)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(dvc_queue, "dvc", lambda *a, **k: json.dumps(shown(*experiments)))
     monkeypatch.setattr(outputs, "log_to_mlflow", lambda *a, **k: None)
@@ -236,6 +243,29 @@ def test_the_door_writes_the_study_and_says_what_it_left_out(tmp_path, monkeypat
     assert summary["config"].tolist() == ["dropout=0.0", "dropout=0.5"]
     assert summary["verdict"].iloc[0] == "baseline" and summary["n"].tolist() == [3, 3]
     assert len(pd.read_csv(folder / "experiments.csv")) == 6
+
+
+SEEDS4 = {(0.0, 0): 0.80, (0.0, 1): 0.82, (0.0, 2): 0.81, (0.0, 3): 0.83,
+          (0.5, 0): 0.84, (0.5, 1): 0.85, (0.5, 2): 0.86, (0.5, 3): 0.85}
+DROP = "\ndrop:\n  grid:\n    train.dropout: [0.0, 0.5]\n  baseline: {train.dropout: 0.0}\n"
+
+
+def test_a_dvc_grid_and_the_same_experiments_as_a_named_sweep_reach_the_same_study(tmp_path,
+                                                                                    monkeypatch):
+    # One set of experiments (2 configurations x 4 seeds), named by DVC (`-n grid` -S ...) or by a
+    # sweep (`drop--dropout=0.5--s3`): the two doors of `study` must decide them alike.
+    run_main(monkeypatch, tmp_path / "dvc", ["--experiments", "grid-*", "--name", "grid",
+                                             "--baseline", "train.dropout=0.0"], grid(values=SEEDS4))
+    sweep = sweep_spec.parse_sweep("drop", yaml.safe_load(DROP)["drop"], BASE)
+    named = [exp(e.name, e.overrides, SEEDS4[e.overrides["train.dropout"], e.seed])
+             for e in sweep_spec.expand(sweep, 4, BASE)]
+    assert named[-1]["name"] == "drop--dropout=0.5--s3"
+    run_main(monkeypatch, tmp_path / "sweep", ["drop"], named, sweeps=DROP)
+    by_dvc, by_sweep = (pd.read_csv(tmp_path / where / "reports/study" / name / "summary.csv")
+                        for where, name in (("dvc", "grid"), ("sweep", "drop")))
+    assert by_dvc["verdict"].tolist() == ["baseline", "better"]
+    assert by_dvc["n"].tolist() == [4, 4]
+    pd.testing.assert_frame_equal(by_dvc, by_sweep)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -272,7 +302,17 @@ def test_a_grid_queued_with_dvcs_own_syntax_is_studied(tmp_path):
         assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
         time.sleep(2)
     assert [t.status for t in tasks] == ["Success"] * 4, status
+    assert "Failed" not in status, status
     sh("dvc", "queue", "stop", cwd=root, env=env, ok=False)
+    # every queued experiment succeeded: all four in `dvc exp show`, each with its metrics
+    outcomes = exp_show.outcomes(json.loads(sh("dvc", "exp", "show", "--json", cwd=root,
+                                               env=env).stdout))
+    assert sorted(outcomes) == [f"grid-{i}" for i in range(1, 5)], outcomes
+    assert all(o.state.usable and o.cv_accuracy is not None
+               for o in outcomes.values()), outcomes
+    # four trains on two workers created and wrote one fresh MLflow store without corrupting it
+    with sqlite3.connect(root / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
     done = sh(sys.executable, "-m", "src.study", "--experiments", "grid-*", "--name", "grid",
               "--baseline", "train.dropout=0.0", cwd=root, env=env)

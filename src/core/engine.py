@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.core import device, errors, models
+from src.core import device, errors, models, queue_workers
 from src.core.params import TrainParams
 from src.core.status import Status
 
@@ -59,12 +59,16 @@ def fold_seed(seed: int, fold: int) -> int:
 
 def set_threads() -> int:
     """Use $TUNELAB_THREADS threads if set (`sweep run` sets cores / workers, so parallel
-    experiments don't oversubscribe the cores), else torch's default (all cores); returns the count."""
+    experiments don't oversubscribe the cores); else, in an experiment of a repository whose DVC
+    queue workers run (`dvc queue start -j J`), cores / live workers; else torch's default (all
+    cores). Returns the count."""
     threads = os.environ.get("TUNELAB_THREADS")
     if threads:
         if not threads.isdigit() or int(threads) < 1:
             raise errors.TunelabError(f"TUNELAB_THREADS={threads!r} must be a positive integer")
         torch.set_num_threads(int(threads))
+    elif workers := queue_workers.sharing_workers(os.environ):
+        torch.set_num_threads(queue_workers.threads_per_worker(workers))
     return torch.get_num_threads()
 
 

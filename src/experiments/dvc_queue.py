@@ -10,7 +10,6 @@ queued again once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,13 @@ from pathlib import Path
 
 from src.core import hooks
 from src.core.errors import TunelabError
+from src.core.queue_workers import (
+    CELERY_DIR,
+    parse_worker_serials,
+    process_cmdlines,
+    threads_per_worker,
+    worker_node_prefix,
+)
 from src.experiments import exp_show, pruning
 from src.experiments.sweep_spec import Experiment
 
@@ -101,31 +107,6 @@ def parse_queue_status(text: str) -> list[Task]:
         if len(fields) >= 4 and fields[-1] in {"Queued", "Running", "Success", "Failed"}:
             tasks.append(Task(fields[0], fields[1], fields[-1]))
     return tasks
-
-
-CELERY_DIR = os.path.join(".dvc", "tmp", "exps", "celery")  # DVC's queue: broker, worker logs
-
-
-def worker_node_prefix(root: str | Path = ".") -> str:
-    """DVC names a repository's queue workers ``dvc-exp-<hash>-<n>@localhost``, <hash> from the
-    path of the repository's celery directory (`dvc.repo.experiments.queue.celery`)."""
-    wdir = os.path.join(os.path.realpath(root), CELERY_DIR)
-    return f"dvc-exp-{hashlib.sha256(wdir.encode('utf-8')).hexdigest()[:6]}-"
-
-
-def parse_worker_serials(cmdlines: list[str], prefix: str) -> set[int]:
-    """The serial numbers <n> of the ``dvc exp queue-worker <prefix><n>@localhost`` processes."""
-    pattern = re.compile(re.escape(prefix) + r"(\d+)@localhost")
-    return {int(m.group(1)) for line in cmdlines if "queue-worker" in line
-            for m in [pattern.search(line)] if m}
-
-
-def process_cmdlines() -> list[str]:
-    """The command lines of this machine's live (not zombie) processes."""
-    import psutil
-    return [" ".join(proc.info["cmdline"] or [])
-            for proc in psutil.process_iter(["cmdline", "status"])
-            if proc.info["status"] != psutil.STATUS_ZOMBIE]
 
 
 def live_workers() -> set[int]:
@@ -256,10 +237,6 @@ def pull_experiments(git_remote: str, all_commits: bool = False) -> str:
 def experiment_outcomes() -> dict[str, exp_show.Outcome]:
     """The outcome of every experiment of the current commit, by name."""
     return exp_show.outcomes(exp_show_json())
-
-
-def threads_per_worker(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def share_machine(jobs: int) -> int:
