@@ -189,7 +189,7 @@ def test_bad_seeds_are_refused(monkeypatch):
 ADAPTIVE = """
 adaptive:
   description: one configuration that cannot learn, one that differs by noise alone
-  fixed: {prepare.train_size: 600, train.epochs: 3}  # enough steps for the baseline to learn
+  fixed: {prepare.train_size: 600, prepare.selection_size: 0, train.epochs: 3}  # steps to learn
   configs: [{}, {train.lr: 0.0000001}, {train.dropout: 0.1}]
   baseline: {}
   margin: 0.001

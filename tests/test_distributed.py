@@ -48,7 +48,7 @@ killed:
   baseline: {train.dropout: 0.1}
 adaptive:
   description: one configuration that cannot learn, one that differs by noise alone
-  fixed: {prepare.train_size: 600, train.epochs: 3}
+  fixed: {prepare.train_size: 600, prepare.selection_size: 0, train.epochs: 3}
   configs: [{}, {train.lr: 0.0000001}, {train.dropout: 0.1}]
   baseline: {}
   margin: 0.001
