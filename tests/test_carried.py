@@ -190,6 +190,24 @@ def test_two_overrides_on_one_commit_are_two_sets_of_experiments():
     assert sweep_runner.already_run(two, renamed, renamed) == (set(), 0)
 
 
+def test_a_commit_from_before_the_selection_set_keeps_its_full_data_experiments(repo):
+    """A commit whose params.yaml predates ``prepare.selection_size`` drew no selection set: its
+    sweep of all 60,000 training images is read as it ran (selection_size 0), not with today's
+    default (10,000 images, which cannot fit beside 60,000 and made every such row unreadable)."""
+    before = yaml.safe_load(Path("params.yaml").read_text())
+    del before["prepare"]["selection_size"]
+    Path("params.yaml").write_text(yaml.safe_dump(before))
+    Path("sweeps.yaml").write_text(SWEEPS.replace("description: dropout",
+                                                  "fixed: {prepare.train_size: 60000}"))
+    git("commit", "-qam", "a sweep of every training image, before the selection set")
+    commit = git("rev-parse", "HEAD")
+    merged = carried.configurations(carried.read_commit(commit), "s")(BASELINE, 0)
+    assert merged is not None and merged["prepare"]["train_size"] == 60000
+    assert merged["prepare"]["selection_size"] == 0
+    commit_study([(BASELINE, 0, "completed", 0.88, commit)], legacy=True)
+    assert [r["name"] for r in carried.carried_rows("s")] == [f"s--{BASELINE}--s0"]
+
+
 def test_a_study_without_the_baseline_column_carries_nothing(repo):
     commit_study([(BASELINE, 0, "completed", 0.88, repo)])
     csv = paths.STUDY_REPORTS / "s" / "experiments.csv"

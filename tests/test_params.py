@@ -112,3 +112,16 @@ def test_load_reads_one_section(tmp_path):
 def test_params_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainParams().lr = 1.0
+
+
+def test_keys_a_tree_predates_read_as_they_ran_and_are_left_out_for_its_code():
+    old = {"prepare": {"train_size": 60000}, "train": {"lr": 0.01}}
+    filled = params.with_absent_keys(old)
+    assert filled["prepare"] == {"train_size": 60000, "selection_size": 0}
+    assert old == {"prepare": {"train_size": 60000}, "train": {"lr": 0.01}}  # not modified
+    assert params.with_absent_keys({"prepare": {"selection_size": 5}})["prepare"] == \
+        {"selection_size": 5}
+    sent = {"prepare": {"train_size": 300, "selection_size": 100}, "train": {"epochs": 1}}
+    assert params.without_keys_absent_from(sent, old)["prepare"] == {"train_size": 300}
+    assert params.without_keys_absent_from(sent, filled) == sent  # a tree that has the key
+    assert sent["prepare"]["selection_size"] == 100

@@ -55,6 +55,7 @@ from pathlib import Path
 import yaml
 
 from src.core import atomic, paths
+from src.core import params as tunelab_params
 from src.core.errors import TunelabError
 from src.experiments import rdb
 
@@ -345,6 +346,14 @@ def run_canary(tree: Path, params: dict, env: dict[str, str], prepared: dict | N
     return outputs
 
 
+def _params_of(tree: Path) -> dict:
+    try:
+        found = yaml.safe_load((tree / paths.PARAMS).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _cached(key: str, root: Path) -> dict | None:
     try:
         entry = json.loads((root / CACHE / f"{key}.json").read_text())
@@ -381,7 +390,8 @@ def same_numbers(commit: str, configs: list[dict], root: Path = Path(".")) -> bo
         key = cache_key(full, digest, params)
         entry = _cached(key, root)
         if entry is None:
-            todo.append((label(config, defaults), params, key))
+            if key not in {k for _, _, k in todo}:  # configurations whose canaries coincide
+                todo.append((label(config, defaults), params, key))  # (they differ in epochs)
             continue
         _say(full, label(config, defaults),
              f"{'same' if entry['same'] else 'differs'} (cached, key {key[:12]})")
@@ -395,16 +405,19 @@ def same_numbers(commit: str, configs: list[dict], root: Path = Path(".")) -> bo
         copy_code(root, files, new)
         with commit_tree(root, full, Path(tmp) / "old") as old:
             prepared: dict[Path, dict | None] = {old: None, new: None}
+            its_own = _params_of(old)  # the commit's params.yaml: which keys its code reads
             for name, params, key in todo:
                 outputs, seconds = {}, []
                 for tree, side in ((old, "commit"), (new, "working tree")):
                     start = time.monotonic()
+                    sent = (tunelab_params.without_keys_absent_from(params, its_own)
+                            if tree == old else params)
                     try:
-                        outputs[tree] = run_canary(tree, params, env, prepared[tree])
+                        outputs[tree] = run_canary(tree, sent, env, prepared[tree])
                     except Failed as error:
                         _say(full, name, f"cannot tell ({side}: {error})")
                         return None
-                    prepared[tree] = params["prepare"]
+                    prepared[tree] = sent["prepare"]
                     seconds.append(time.monotonic() - start)
                 found = differences(outputs[old], outputs[new])
                 atomic.write_json(root / CACHE / f"{key}.json",

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from src.core import decide, identity, paths
+from src.core import decide, identity, params, paths
 from src.core.errors import TunelabError
 from src.core.status import Status, parse
 from src.experiments import sweep_spec
@@ -97,8 +97,10 @@ def fingerprint(read: Reader) -> str | None:
 
 def configurations(read: Reader, sweep: str) -> Callable[[str, int], dict | None]:
     """The params.yaml content of a configuration (by label) and seed of ``sweep`` as the tree
-    that ``read`` reads defines them (its params.yaml and sweeps.yaml); None where it cannot say."""
+    that ``read`` reads defines them (its params.yaml and sweeps.yaml, with the keys it predates
+    filled: src/core/params.py's ABSENT_MEANS); None where it cannot say."""
     base, sweeps = _yaml(read(paths.PARAMS)), _yaml(read(paths.SWEEPS))
+    base = params.with_absent_keys(base) if isinstance(base, dict) else base
     spec = sweeps.get(sweep) if isinstance(sweeps, dict) else None
     try:
         parsed = sweep_spec.parse_sweep(sweep, spec, base) if isinstance(base, dict) else None
