@@ -19,10 +19,11 @@ on bad input.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from src.core import errors
-from src.experiments import adaptive, shared_runner, sweep_runner, sweep_spec
+from src.experiments import adaptive, look_commits, shared_runner, sweep_runner, sweep_spec
 
 
 def cmd_list() -> None:
@@ -51,6 +52,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", "-j", type=int, default=1, help="parallel queue workers")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a param for every experiment (repeatable)")
+    run.add_argument("--commit-looks", action="store_true",
+                     help="with --until-decided: commit the study's report (reports/study/NAME, "
+                          "the claims page) after every look, so a stopped study keeps its "
+                          "evidence in git")
     run.add_argument("--dry-run", action="store_true",
                      help="print what would be queued and an estimate of the wall time")
     shared_runner.add_arguments(run)
@@ -73,9 +78,14 @@ def main() -> None:
         if args.max_seeds is not None and not args.until_decided:
             raise errors.TunelabError("--max-seeds goes with --until-decided (a fixed run takes "
                                       "--seeds)")
+        if args.commit_looks and not args.until_decided:
+            raise errors.TunelabError("--commit-looks goes with --until-decided (a fixed run "
+                                      "reports once, at its end)")
         if args.until_decided:  # on this machine's queue, or with --storage the shared study
+            after = (functools.partial(look_commits.commit_look, args.name)
+                     if args.commit_looks and not args.dry_run else None)
             code = adaptive.run(args.name, args.seeds, args.max_seeds, args.jobs, extra,
-                                args.dry_run, args.poll, shared)
+                                args.dry_run, args.poll, shared, after_look=after)
         elif shared:
             code = shared_runner.run_sweep(args.name, args.seeds or 1, extra, shared, args.dry_run)
         else:

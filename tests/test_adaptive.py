@@ -103,7 +103,11 @@ def test_the_runner_loops_until_decided_and_stops_on_a_seed_that_keeps_failing(m
     monkeypatch.setattr(sweep_runner, "run_experiments", fake_run)
     monkeypatch.setattr(sweep_runner, "report", lambda name, exps, found: 0)
     monkeypatch.setattr(adaptive, "record_design", lambda *a: None)
-    assert adaptive.run("s", 3, 5, jobs=2, extra={}) == 0
+    looks = []
+    assert adaptive.run("s", 3, 5, jobs=2, extra={},
+                        after_look=lambda look, line: looks.append((look, line))) == 0
+    assert [look for look, _ in looks] == list(range(1, len(rounds) + 1))  # one per round run
+    assert looks[0][1].startswith("look 1 of 3:")
     assert len(rounds[0]) == 9 and all("dropout=0.5" not in n for r in rounds[1:] for n in r)
     assert all(n.endswith(f"--s{2 + i}") for i, r in enumerate(rounds[1:], 1) for n in r)
     out = capsys.readouterr().out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from src.core import atomic, decide, naming, paths
@@ -164,10 +165,12 @@ def print_plan(sweep: sweep_spec.Sweep, base: dict, extra: dict, design: decide.
 
 def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: dict,
         dry_run: bool = False, poll: float = dvc_queue.POLL_SECONDS,
-        shared: Settings | None = None) -> int:
+        shared: Settings | None = None,
+        after_look: Callable[[int, str], object] | None = None) -> int:
     """Run sweep ``name`` until every comparison is decided or ``max_seeds`` is reached, on this
     machine's DVC queue or, with ``shared``, on the shared study of every host; 0 when no
-    experiment failed, 1 otherwise."""
+    experiment failed, 1 otherwise. ``after_look(look, progress)`` is called after each look that
+    followed a round of experiments (src/experiments/look_commits.py commits the report)."""
     if jobs < 1:
         raise TunelabError(f"--jobs {jobs}: must be at least 1")
     base, loaded = sweep_spec.load_sweeps([name])
@@ -197,6 +200,8 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
         state = replay(cv_by_seed(outcomes, sweep.name, sweep.design.metric), sweep.baseline_label,
                        labels, sweep.design.margin, design)
         print(progress(state, design), flush=True)
+        if after_look is not None and tried:  # a round ran since the last look
+            after_look(state.looks, progress(state, design))
         todo = round_experiments(sweep, base, extra, state.pending, reference)
         if not todo:
             break
