@@ -208,6 +208,27 @@ def test_a_commit_from_before_the_selection_set_keeps_its_full_data_experiments(
     assert [r["name"] for r in carried.carried_rows("s")] == [f"s--{BASELINE}--s0"]
 
 
+def test_rows_with_an_empty_baseline_ran_from_the_commit_that_was_head_then(repo):
+    """Nine studies were committed with an empty baseline column: their rows count as run from
+    the newest commit older than their earliest experiment, once its code is checked."""
+    commit_study([(BASELINE, 0, "completed", 0.88, ""), (NEAR, 0, "completed", 0.87, "")])
+    csv = paths.STUDY_REPORTS / "s" / "experiments.csv"
+    frame = pd.read_csv(csv)
+    frame["timestamp"] = ["2099-01-01T00:00:00", "2099-01-02T00:00:00"]
+    frame.to_csv(csv, index=False)
+    assert carried.inferred_baseline(pd.read_csv(csv, dtype=str, keep_default_na=False)
+                                     .to_dict("records")) == repo
+    assert sorted(r["name"] for r in carried.carried_rows("s")) == [f"s--{BASELINE}--s0",
+                                                                     f"s--{NEAR}--s0"]
+    edit("src/train.py", "# train", "# train, changed")  # a canary decides, on that commit
+    asked = []
+    assert carried.carried_rows("s", run_canary=lambda c, cfg: asked.append(c)) == []
+    assert asked == [repo]
+    frame["timestamp"] = "2000-01-01T00:00:00"  # before any commit: nothing to carry
+    frame.to_csv(csv, index=False)
+    assert carried.carried_rows("s", run_canary=lambda c, cfg: True) == []
+
+
 def test_a_study_without_the_baseline_column_carries_nothing(repo):
     commit_study([(BASELINE, 0, "completed", 0.88, repo)])
     csv = paths.STUDY_REPORTS / "s" / "experiments.csv"

@@ -19,8 +19,10 @@ ran from (column ``baseline``). A committed row counts as run for an experiment 
 
 A row without an ``identity`` (a study written before the column existed) gets the identity of
 its configuration and seed on its own commit's params.yaml and sweeps.yaml, as it ran: no
-committed study was run with ``--set`` before the column existed. A row whose commit this clone
-lacks, or whose configuration that commit's sweeps.yaml does not define, is not carried. An
+committed study was run with ``--set`` before the column existed. A row with an empty ``baseline``
+(nine studies were committed so) is taken to have run from :func:`inferred_baseline`, and the
+canary checks that commit's code as any other's. A row whose commit this clone lacks, or whose
+configuration that commit's sweeps.yaml does not define, is not carried. An
 experiment of the current commit always takes precedence over a carried row of the same identity.
 
 Not compared: the machine. Another CPU rounds differently, so the same seed gives another draw, as
@@ -155,6 +157,21 @@ def committed_rows(sweep: str) -> list[dict[str, str]]:
     return rows if rows and BASELINE in rows[0] else []
 
 
+def inferred_baseline(rows: list[dict[str, str]]) -> str | None:
+    """The commit that was HEAD when the earliest of ``rows`` without a ``baseline`` ran: the
+    newest commit of HEAD's history older than its ``timestamp`` (None if there is none, or no
+    readable timestamp). For studies committed with an empty baseline column (their experiments'
+    commits, ``rev``, were refs of a clone that is gone): the canary then decides whether that
+    commit's code makes today's numbers, so a guess one commit off costs at most a canary."""
+    stamps = sorted(row["timestamp"] for row in rows
+                    if not row.get(BASELINE) and (row.get("timestamp") or "")[:1].isdigit())
+    if not stamps:
+        return None
+    found = subprocess.run(["git", "rev-list", "-1", f"--before={stamps[0]}", "HEAD"],
+                           capture_output=True, text=True)
+    return found.stdout.strip() or None if found.returncode == 0 else None
+
+
 def carried_rows(sweep: str, live: Collection[str] = (),
                  read_here: Reader = read_workspace,
                  run_canary: Canary | None = None) -> list[dict[str, str]]:
@@ -169,11 +186,13 @@ def carried_rows(sweep: str, live: Collection[str] = (),
     if run_canary is None:
         from src.experiments import canary  # subprocesses and torch's versions: only when needed
         run_canary = canary.same_numbers
+    guessed = inferred_baseline(rows) if any(not row.get(BASELINE) for row in rows) else None
     by_commit: dict[str, list[dict[str, str]]] = {}
     for row in rows:
-        if row.get(BASELINE) and parse(row.get("state")) != Status.FAILED \
+        commit = row.get(BASELINE) or guessed
+        if commit and parse(row.get("state")) != Status.FAILED \
                 and _number(row.get("seed")) is not None:
-            by_commit.setdefault(row[BASELINE], []).append(row)
+            by_commit.setdefault(commit, []).append(row)
     kept = []
     for commit, its_rows in by_commit.items():
         merged = configurations(read_commit(commit), sweep)
