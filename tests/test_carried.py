@@ -272,9 +272,11 @@ def test_the_dry_run_plans_from_what_ran_here_or_was_carried_over(repo, monkeypa
         in later
 
 
-def test_continuing_a_committed_study_keeps_its_method(repo, monkeypatch, capsys):
-    """A committed Bonferroni study (design.json without a method) continued by a sweep whose
-    sweeps.yaml method is O'Brien-Fleming is decided with Bonferroni, as the study decides it."""
+def test_continuing_a_committed_study_spends_only_what_its_looks_left(repo, monkeypatch, capsys):
+    """A committed Bonferroni study (design.json without a method, 3-5 seeds, 1 look taken)
+    continued by a sweep whose sweeps.yaml method is O'Brien-Fleming: its look is decided as it
+    was, and the later looks spend the alpha it left; a study that took its last look keeps its
+    design (nothing is left to spend)."""
     from tests.test_adaptive import dry_run
     spending = sweep_spec.parse_sweep("s", {"grid": {"train.dropout": [0.0, 0.2, 0.5]},
                                             "baseline": {"train.dropout": 0.0}}, BASE)
@@ -286,12 +288,21 @@ def test_continuing_a_committed_study_keeps_its_method(repo, monkeypatch, capsys
     git("add", "-A")
     git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "study")
     out = dry_run(monkeypatch, capsys, {}, sweep=spending)
-    assert "continues its committed study, decided with bonferroni" in out
-    assert "alpha 0.05 / 3 = 0.01667 each" in out and "alpha spending" not in out
+    assert ("continues its committed study (bonferroni, 1 of 3 looks taken, as they were "
+            "decided); the later looks spend what they left (67% of alpha) by obrien_fleming") in out
     assert "look 1 of 3: 1 decided (worse 1)" in out  # as the committed study decided it
+    design = adaptive.continued_design(spending, sweep_spec.expand(spending, 10, BASE),
+                                       adaptive.backends.LocalQueue("s", 1, 0.0), 3, 10)
+    assert (design.continues, design.continued_after) == (adaptive.decide.Design(3, 5), 1)
+    assert adaptive.design_of(adaptive.design_fields(design, 0.005)) == design  # recorded as is
+
+    last = sorted((c, s) for c in (BASELINE, NEAR, FAR) for s in range(5))  # its last look
+    commit_study([(c, s, "completed", truth(c, s), repo) for c, s in last])
+    assert "no alpha left to spend otherwise" in dry_run(monkeypatch, capsys, {}, sweep=spending)
     # without the committed study's experiments, the sweep's own method
     (paths.STUDY_REPORTS / "s" / "experiments.csv").unlink()
-    assert "obrien_fleming alpha spending" in dry_run(monkeypatch, capsys, {}, sweep=spending)
+    out = dry_run(monkeypatch, capsys, {}, sweep=spending)
+    assert "obrien_fleming alpha spending" in out and "continues" not in out
 
 
 def test_a_fixed_run_queues_only_what_was_not_carried(repo, monkeypatch, capsys):

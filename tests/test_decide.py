@@ -758,3 +758,74 @@ def test_pooled_family_with_one_noisier_configuration_false_better_or_worse_at_m
     studies = STUDIES
     rate = _pooled_family_rate(OBF, [sigma, sigma, sigma, 2 * sigma], studies, pool)
     assert rate <= ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / studies), f"rate {rate:.4f}"
+
+
+# --- a committed study continued under a spending design (issue 31, item 8) -----------------------
+# A Bonferroni study of 3-10 seeds that took 4 looks (n = 3..6), continued with O'Brien-Fleming
+# spending up to 16 seeds: the later looks spend only what the 4 looks left (alpha x 4/8 of each
+# hypothesis's share).
+EARLIER = Design(3, 10, ALPHA)
+CONTINUED = Design(3, 16, ALPHA, "obrien_fleming", continues=EARLIER, continued_after=4)
+
+
+class ForgetsEarlierLooks(Design):
+    """The wrong continuation: the later looks spend the whole alpha again."""
+
+    def nominal(self, level, counts, sides=2):
+        if len(counts) <= self.continued_after:
+            return self.continues.nominal(level, counts, sides)
+        looks = tuple(n for n in counts[self.continued_after:] if n >= 2)
+        return spending.t_nominal_levels(self.method, level / sides, looks, self.max_seeds,
+                                         sides)[-1]
+
+
+FORGETS = ForgetsEarlierLooks(3, 16, ALPHA, "obrien_fleming", continues=EARLIER, continued_after=4)
+
+
+def test_a_continued_design_spends_only_what_the_earlier_looks_left():
+    counts = [3, 4, 5, 6, 7, 8]
+    assert [CONTINUED.nominal(ALPHA, counts[:k]) for k in range(1, 5)] == [ALPHA / 8] * 4
+    after = CONTINUED.nominal(ALPHA, counts)  # look 6: the second of the continuation
+    assert after == spending.t_nominal_levels("obrien_fleming", ALPHA / 2 / 2, (7, 8), 16, 2)[-1]
+    assert 0.0 < after < FORGETS.nominal(ALPHA, counts)
+    with pytest.raises(ValueError, match="continued_after"):
+        Design(3, 16, ALPHA, "obrien_fleming", continues=EARLIER, continued_after=8)
+    with pytest.raises(ValueError, match="spending method"):
+        Design(3, 16, ALPHA, continues=EARLIER, continued_after=2)
+    with pytest.raises(ValueError, match="keeps first_seeds"):
+        Design(4, 16, ALPHA, "obrien_fleming", continues=EARLIER, continued_after=2)
+
+
+def test_a_continued_study_decides_its_earlier_looks_as_they_were():
+    for seed in range(40):
+        earlier, continued = [], []
+        for design, seen in ((EARLIER, earlier), (CONTINUED, continued)):
+            rng = np.random.default_rng(seed)
+
+            def draw(configs, seeds, rng=rng):
+                return {c: rng.normal(0.003, SD, len(seeds)) for c in configs}
+            run_sequential(draw, ["a", "b"], MARGIN, design, plan=False,
+                           on_look=lambda look, d, seen=seen: seen.append(
+                               (look, {c: x.verdict for c, x in d.items()})))
+        assert continued[:4] == earlier[:4]
+
+
+@pytest.mark.parametrize("design, ok, df", [(CONTINUED, True, math.inf), (CONTINUED, True, 3.0),
+                                            (FORGETS, False, math.inf)],
+                         ids=["continued-normal", "continued-t3", "forgets-earlier-looks-normal"])
+def test_a_continued_study_false_better_or_worse_at_most_alpha(design, ok, df):
+    rng = np.random.default_rng(8)
+    # a narrow margin keeps every null study open to the last looks, where the two differ
+    rate = np.mean([simulate_study(rng, {"a": 0.0}, SD, SD / 8, design, df=df)["a"].verdict
+                    in DIFFERS for _ in range(STUDIES)])
+    assert (rate <= ALPHA + MC_2SE) == ok, f"false better/worse rate {rate:.4f}"
+
+
+def test_a_continued_study_false_equivalent_at_most_alpha():
+    assert _rate(CONTINUED, MARGIN, ("equivalent",)) <= ALPHA + MC_2SE
+
+
+def test_continuing_decides_more_than_staying_bonferroni():
+    # a difference of one sd: found by 16 seeds under the continuation, by 10 under Bonferroni
+    continued, stayed = (_rate(d, SD, ("better",), studies=1000) for d in (CONTINUED, EARLIER))
+    assert continued > stayed + 0.1, (continued, stayed)

@@ -373,6 +373,24 @@ def test_a_recorded_design_keeps_its_method_and_one_without_is_bonferroni():
         sweep_study.study_plan(DROPOUT, frame, committed=legacy | {"method": "holm"})
 
 
+def test_a_continued_design_is_read_written_and_reported_as_it_was_run():
+    frame = experiments([(c, s, 0.85 + 0.001 * s * (c == "dropout=0.5")) for c in
+                         ("dropout=0.0", "dropout=0.3", "dropout=0.5") for s in range(7)])
+    continued = {"seeds": 3, "max_seeds": 16, "margin": 0.005, "alpha": 0.05,
+                 "method": "obrien_fleming", "continues": {"max_seeds": 10, "looks": 4}}
+    plan = sweep_study.study_plan(DROPOUT, frame, committed=continued)
+    assert plan.design.continues == decide.Design(3, 10) and plan.design.continued_after == 4
+    assert json.loads(sweep_study.design_json(plan)) == continued
+    summary = sweep_study.summary_table(frame, DROPOUT, plan)
+    report = sweep_report.render_report(DROPOUT, frame, summary, None, "", [], plan.source, None,
+                                        plan.design)
+    assert ("a continued study: its first 4 look(s) were decided as they were under its "
+            "committed design (Bonferroni over 8 looks, each at 0.00625)") in report
+    assert "O'Brien–Fleming-type alpha spending up to 16 seeds" in report
+    with pytest.raises(TunelabError, match="not a design"):
+        sweep_study.study_plan(DROPOUT, frame, committed=continued | {"continues": {"looks": 4}})
+
+
 def test_a_committed_design_applies_to_the_experiments_it_was_committed_with(tmp_path, monkeypatch):
     monkeypatch.setattr(study.paths, "STUDY_REPORTS", tmp_path)
     frame = experiments([(c, s, 0.85) for c in ("dropout=0.3", "dropout=0.5") for s in range(3)])

@@ -118,6 +118,11 @@ class Design:
     max_seeds: int  # the most seeds a configuration gets
     alpha: float = 0.05  # family-wise error rate of each kind of claim, over all looks
     method: str = LEGACY_METHOD  # one of METHODS: how alpha is spent over the looks
+    # A study continued under another design: its first `continued_after` looks were decided
+    # under `continues` (exactly as they were), and the later looks spend only the alpha those
+    # looks left (`nominal`).
+    continues: Design | None = None
+    continued_after: int = 0
 
     def __post_init__(self):
         for name in ("first_seeds", "max_seeds"):
@@ -132,6 +137,24 @@ class Design:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.continues is not None:
+            earlier = self.continues
+            if earlier.continues is not None:
+                raise ValueError("a design continues one design, not a chain (continue the "
+                                 "earlier one)")
+            if (earlier.first_seeds, earlier.alpha) != (self.first_seeds, self.alpha):
+                raise ValueError(f"a continued design keeps first_seeds and alpha: "
+                                 f"{earlier.first_seeds}, {earlier.alpha} != {self.first_seeds}, "
+                                 f"{self.alpha}")
+            if not 1 <= self.continued_after < min(earlier.looks, self.looks):
+                raise ValueError(f"continued_after must be in 1..{min(earlier.looks, self.looks) - 1} "
+                                 f"(looks taken under the earlier design, before its last), got "
+                                 f"{self.continued_after}")
+            if not self.spends:
+                raise ValueError("a continued design spends what the earlier looks left: give it "
+                                 f"a spending method ({', '.join(spending.SPENDING)})")
+        elif self.continued_after:
+            raise ValueError("continued_after without the design it continues")
 
     @property
     def looks(self) -> int:
@@ -155,6 +178,19 @@ class Design:
         `sides` = 2, one-sided for TOST's tests) below which this look rejects. `counts`: the
         comparison's pairs at each of its looks so far, the latest last. Bonferroni: level /
         looks at every look. Spending: the boundary at information fractions n / max_seeds."""
+        if self.continues is not None:
+            m = self.continued_after
+            if len(counts) <= m:
+                return self.continues.nominal(level, counts, sides)
+            # Bonferroni over the two parts (each hypothesis): the earlier looks rejected at
+            # most at their nominal levels; the later ones are a spending test of what is left.
+            left = level - sum(self.continues.nominal(level, counts[:j], sides)
+                               for j in range(1, m + 1))
+            looks = tuple(n for n in look_counts(counts[m:], self.max_seeds) if n >= 2)
+            if not looks or left <= 0.0:
+                return 0.0
+            return spending.t_nominal_levels(self.method, left / sides, looks, self.max_seeds,
+                                             sides)[-1]
         if not self.spends:
             return level / self.looks
         looks = tuple(n for n in look_counts(counts, self.max_seeds) if n >= 2)
@@ -620,6 +656,9 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
     _check_margin(margin)
     if not (isinstance(look, int) and 1 <= look <= design.looks):
         raise ValueError(f"look must be an integer in 1..{design.looks}, got {look!r}")
+    if design.continues is not None and look <= design.continued_after:
+        # the looks of a continued study that its earlier design took: decided as they were
+        return decide_tests(tests, margin, design.continues, look, decided, plan, counts)
     decided = decided or {}
     both = sorted(set(tests) & set(decided))
     if both:

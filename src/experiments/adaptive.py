@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from src.core import atomic, decide, naming, paths
 from src.core.errors import TunelabError
-from src.core.status import Status
+from src.core.status import Status, parse
 from src.experiments import backends, carried, dvc_queue, estimate, shared_runner, sweep_runner, sweep_spec
 from src.experiments.exp_show import Outcome
 from src.experiments.shared_study import Settings
@@ -99,8 +99,30 @@ def design_fields(design: decide.Design, margin: float,
     design deciding on CV accuracy without its metric (a record without one reads as CV)."""
     method = {"method": design.method} if design.spends else {}
     chosen = {"metric": metric} if metric != sweep_spec.CV_METRIC else {}
+    continued = {}
+    if design.continues is not None:  # the design it continues, and the looks taken under it
+        earlier = design.continues
+        continued = {"continues": {"max_seeds": earlier.max_seeds,
+                                   **({"method": earlier.method} if earlier.spends else {}),
+                                   "looks": design.continued_after}}
     return {"seeds": design.first_seeds, "max_seeds": design.max_seeds, "margin": margin,
-            "alpha": design.alpha, **method, **chosen}
+            "alpha": design.alpha, **method, **chosen, **continued}
+
+
+def design_of(fields: dict, first: int | None = None, last: int | None = None) -> decide.Design:
+    """The Design of recorded ``fields`` (:func:`design_fields`), with ``first``/``last`` seeds in
+    place of the recorded ones where given. ValueError for fields that make no design."""
+    first = fields["seeds"] if first is None else first
+    last = fields["max_seeds"] if last is None else last
+    alpha = fields.get("alpha", 0.05)
+    method = fields.get("method", decide.LEGACY_METHOD)
+    earlier = fields.get("continues")
+    if not earlier:
+        return decide.Design(first, last, alpha, method)
+    return decide.Design(first, last, alpha, method,
+                         continues=decide.Design(first, earlier["max_seeds"], alpha,
+                                                 earlier.get("method", decide.LEGACY_METHOD)),
+                         continued_after=earlier["looks"])
 
 
 def record_design(name: str, design: decide.Design, margin: float,
@@ -188,7 +210,7 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     backend = backends.LocalQueue(name, jobs, poll) if shared is None else \
         backends.SharedStudy(shared_runner.sweep_job(sweep, extra, shared), every,
                              create=not dry_run)
-    design = decide.Design(first, last, method=continued_method(sweep, every, backend))
+    design = continued_design(sweep, every, backend, first, last)
     if dry_run:
         print_plan(sweep, base, extra, design, jobs, backend, every, reference)
         return 0
@@ -223,21 +245,50 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     return code
 
 
-def continued_method(sweep: sweep_spec.Sweep, every: list[sweep_spec.Experiment],
-                     backend: backends.Backend) -> str:
-    """How the study spends alpha over its looks: the sweep's method (sweeps.yaml), but where it
-    continues a committed study (some of its experiments carried over), that study's recorded
-    method, so that the runner decides as `python -m src.study` does from the same experiments;
-    a committed Bonferroni study stays Bonferroni."""
-    committed = carried.committed_method(sweep.name)
-    if committed is None or committed == sweep.design.method:
-        return sweep.design.method
+def continued_design(sweep: sweep_spec.Sweep, every: list[sweep_spec.Experiment],
+                     backend: backends.Backend, first: int, last: int) -> decide.Design:
+    """How the study spends alpha over its looks: the sweep's method (sweeps.yaml); but where it
+    continues a committed study (some of its experiments carried over) whose recorded design is
+    another, the committed study's looks stay as they were decided and the later looks spend
+    only the alpha those left (decide.Design's ``continues``; src/core/decide.py). A study that
+    was already continued keeps its continuation; one whose recorded design took its last look
+    has no alpha left and keeps its design."""
+    plain = decide.Design(first, last, method=sweep.design.method)
+    committed = carried.committed_design(sweep.name)
+    if committed is None or (committed.get("method", decide.LEGACY_METHOD) == sweep.design.method
+                             and "continues" not in committed):
+        return plain
     live = backend.live()
     if not sweep_runner.already_run(every, backend.known(live), live)[1]:
-        return sweep.design.method
-    print(f"sweep {sweep.name}: continues its committed study, decided with {committed} over the "
-          f"looks as it was (sweeps.yaml says {sweep.design.method})", file=sys.stderr)
-    return committed
+        return plain
+    if "continues" in committed:
+        return design_of(committed, first, last)
+    earlier = design_of(committed, first)
+    taken = looks_taken(carried.committed_rows(sweep.name), first)
+    if not 1 <= taken < min(earlier.looks, plain.looks):
+        print(f"sweep {sweep.name}: continues its committed study as it was decided "
+              f"({earlier.method}, {taken} of its {earlier.looks} looks taken: no alpha left to "
+              "spend otherwise)", file=sys.stderr)
+        return decide.Design(first, last, earlier.alpha, earlier.method)
+    design = decide.Design(first, last, earlier.alpha, sweep.design.method, continues=earlier,
+                           continued_after=taken)
+    left = 1 - taken / earlier.looks if not earlier.spends else math.nan
+    print(f"sweep {sweep.name}: continues its committed study ({earlier.method}, {taken} of "
+          f"{earlier.looks} looks taken, as they were decided); the later looks spend what they "
+          f"left{f' ({left:.0%} of alpha)' if not math.isnan(left) else ''} by "
+          f"{sweep.design.method} alpha spending, up to {last} seeds", file=sys.stderr)
+    return design
+
+
+def looks_taken(rows: list[dict[str, str]], first: int) -> int:
+    """The looks a committed adaptive study took: one at ``first`` seeds, then one per seed
+    added, to its configurations' most usable seeds."""
+    seeds: dict[str, set[str]] = {}
+    for row in rows:
+        if parse(row.get("state")).usable:
+            seeds.setdefault(row.get("config") or "", set()).add(row.get("seed") or "")
+    most = max((len(s) for s in seeds.values()), default=0)
+    return max(most - first + 1, 0)
 
 
 def progress(state: decide.SequentialState, design: decide.Design) -> str:

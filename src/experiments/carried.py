@@ -43,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from src.core import decide, identity, params, paths
+from src.core import identity, params, paths
 from src.core.errors import TunelabError
 from src.core.status import Status, parse
 from src.experiments import sweep_spec
@@ -134,15 +134,14 @@ def same_code(commit: str, here: str, canary_configs: list[dict], run_canary: Ca
     return run_canary(commit, canary_configs) is True
 
 
-def committed_method(sweep: str) -> str | None:
-    """How the committed study of ``sweep`` spent alpha over its looks: its design.json's
-    ``method`` (Bonferroni when it names none: it was written before there were others); None
-    when the study has no design.json (or an unreadable one)."""
+def committed_design(sweep: str) -> dict | None:
+    """The committed study's design.json (src/experiments/adaptive.py's fields); None when it has
+    none, or an unreadable one."""
     try:
         design = json.loads((paths.STUDY_REPORTS / sweep / DESIGN).read_text())
     except (OSError, ValueError):
         return None
-    return design.get("method", decide.LEGACY_METHOD) if isinstance(design, dict) else None
+    return design if isinstance(design, dict) and "seeds" in design else None
 
 
 def committed_rows(sweep: str) -> list[dict[str, str]]:

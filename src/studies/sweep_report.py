@@ -108,7 +108,19 @@ def design_lines(summary: pd.DataFrame, source: str, compute: dict | None,
     """The margin, the design and its looks, and the compute the study took."""
     first = summary.iloc[0]
     margin, looks = float(first["margin"]), int(first["looks"])
-    if design is not None and design.spends:
+    if design is not None and design.continues is not None:
+        earlier = design.continues
+        was = (f"Bonferroni over {earlier.looks} looks, each at {fmt(earlier.look_alpha, '.3g')}"
+               if not earlier.spends else
+               f"{SPENDING_NAMES[earlier.method]}-type spending up to {earlier.max_seeds} seeds")
+        how = (f"**Design**: {source}; a continued study: its first {design.continued_after} "
+               f"look(s) were decided as they were under its committed design ({was}), "
+               f"and the later looks spend only the alpha those left, by "
+               f"{SPENDING_NAMES[design.method]}-type alpha spending up to {design.max_seeds} "
+               f"seeds (src/core/decide.py); up to {looks} look(s), "
+               f"{int(first['looks_taken'])} taken. Nominal two-sided levels of one comparison "
+               f"at the planned looks: {', '.join(fmt(a, '.2g') for a in design.planned_levels())}.")
+    elif design is not None and design.spends:
         how = (f"**Design**: {source}; up to {looks} look(s), {int(first['looks_taken'])} taken, "
                f"at the seed counts reached; alpha {design.alpha} over all looks by "
                f"{SPENDING_NAMES[design.method]}-type alpha spending (Lan–DeMets; information "

@@ -229,11 +229,11 @@ def study_plan(sweep: sweep_spec.Sweep, frame: pd.DataFrame, seeds: int | None =
         return _adaptive(first, last, sweep.design.method, margin,
                          "the study's --seeds and --max-seeds", metric)
     if record:
-        return _adaptive(record["seeds"], record["max_seeds"], _method(record), margin,
+        return _recorded(record, margin,
                          "the design `sweep run --until-decided` recorded in this clone "
                          f"(.tunelab/sweeps/{sweep.name}.design.json)", metric)
     if committed:
-        return _adaptive(committed["seeds"], committed["max_seeds"], _method(committed), margin,
+        return _recorded(committed, margin,
                          "the design of the committed study whose experiments these include "
                          f"({paths.STUDY_REPORTS}/{sweep.name}/{DESIGN_FILE})", metric)
     sets = set(seed_sets(frame).values())
@@ -251,16 +251,22 @@ def _adaptive(first: int, last: int, method: str, margin: float, origin: str,
                 origin, metric)
 
 
+def _recorded(fields: dict, margin: float, origin: str, metric: str) -> Plan:
+    """The plan of a recorded design (adaptive.design_fields), a continued one included."""
+    try:
+        design = adaptive.design_of(fields)
+    except (KeyError, TypeError, ValueError) as error:
+        raise TunelabError(f"{origin}: not a design ({error})") from None
+    return Plan(design, margin, f"--seeds {design.first_seeds} --max-seeds {design.max_seeds}",
+                True, origin, metric)
+
+
 def design_json(plan: Plan) -> str:
     """An adaptive plan's design as the study writes it beside its report (DESIGN_FILE), in the
     format of the clone's record (src/experiments/adaptive.py), so that a clone that did not run
     the sweep decides the committed experiments at the same looks."""
     return json.dumps(adaptive.design_fields(plan.design, plan.margin, plan.metric),
                       indent=2) + "\n"
-
-
-def _method(recorded: dict) -> str:
-    return recorded.get("method", decide.LEGACY_METHOD)
 
 
 def _design(first: int, last: int, method: str = decide.LEGACY_METHOD) -> decide.Design:
