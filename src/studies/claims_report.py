@@ -237,8 +237,9 @@ def render(results: list[ClaimResult], costs: dict[int, Cost]) -> str:
              "(`reports/study/<name>/experiments.csv`, `trials.csv`, "
              "`reports/lr_find/suggestion.json`); do not edit by hand. Verdicts are decided on CV "
              "validation accuracy; differences are in accuracy points (× 100), with their interval "
-             "at the decision's level. Where the original figure is in another metric (the essay's "
-             "test loss), the claim is decided on CV validation loss as well, beside it (rule 6).",
+             "at the decision's level. A claim whose authors ranked by a loss (the essay's test "
+             "loss) and that declares `loss_margin` in claims.yaml is decided on CV validation "
+             "loss as well, beside the accuracy verdict (rule 6).",
              "", f"**{summary_line(results)}**", "",
              f"**{totals_line(total_cost(list(costs.values())))}**", "",
              "## How a claim is decided", "", *_rules(), "", "## The claims", ""]
