@@ -40,12 +40,19 @@ How a claim is decided (also the header of reports/claims.md):
      beyond the margin; else undecided.
 5. A claim: fails if a part fails; else undecided if a part is undecided; else equivalent if a
    part is equivalent; else holds. "Not run" when a study it reads has no committed results.
+6. A claim whose authors ranked by a loss declares `loss_margin` (claims.yaml, in the loss's
+   units: mean cross-entropy, nats) and is decided a second time, by rules 2-5 on its CV
+   validation loss (mean over folds, final epoch; lower is better, so "better" is a lower loss;
+   a diverged run counts as ln(10), a uniform guess, where diverged runs count as chance),
+   against ±loss_margin. The two verdicts are shown side by side and where they differ the page
+   says so; the accuracy verdict is the one counted above. A study whose experiments did not
+   record the loss says so ("not recorded").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -57,6 +64,9 @@ from src.experiments.claim_spec import Best, Claim, Part
 
 OUTCOMES = ("holds", "fails", "equivalent", "undecided", "not run")
 CHANCE = 1.0 / params.N_CLASSES
+LOSS = "cv_val_loss"  # experiments.csv's CV validation loss (sweep_study.METRICS: cv.val_loss.mean)
+CHANCE_LOSS = math.log(params.N_CLASSES)  # the cross-entropy of a uniform guess
+NOT_RECORDED = "not recorded"  # a loss decision whose study has no validation loss
 JOBS = 2  # the workers the run commands ask for
 LR_LINK = paths.LR_FIND_SUGGESTION.relative_to(paths.CLAIMS_REPORT.parent).as_posix()
 
@@ -96,11 +106,21 @@ class ClaimResult:
     missing: list[str]   # the commands that would run the studies it lacks
     links: list[str]     # reports it reads, relative to reports/
     looks: int = 1
+    loss: LossResult | None = None  # the same claim on CV validation loss (:func:`decide_loss`)
 
     @property
     def shown(self) -> PartResult | None:
         """The part that decides the claim: the first with the claim's outcome."""
         return next((r for r in self.parts if r.outcome == self.outcome), None)
+
+
+@dataclass
+class LossResult:
+    """A claim decided on CV validation loss, lower is better (claims that declare loss_margin).
+    The decisions are of minus the loss, so that "better" means a lower loss, as on accuracy."""
+    outcome: str                # as a claim's (OUTCOMES), or NOT_RECORDED
+    parts: list[PartResult]
+    margin: float               # in the loss's units (nats)
 
 
 # --- numbers in words (the parts' notes here, the page in claims_report) ----------------------
@@ -423,3 +443,43 @@ def decide_claim(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> C
             results.append(PartResult(p, judge(decisions[p.name], p.expect), decisions[p.name],
                                       "; ".join(n for n in notes if n)))
     return ClaimResult(claim, combine([r.outcome for r in results]), results, [], links, looks)
+
+
+# --- the same claim on validation loss -----------------------------------------------------------
+
+def loss_frame(frame: pd.DataFrame, chance: bool) -> pd.DataFrame:
+    """``frame`` with its CV accuracy replaced by minus its CV validation loss (so that higher is
+    better and :func:`_values` keeps the same experiments by the same rule); an experiment without
+    a recorded loss has none. With ``chance`` a diverged run counts as the loss of a uniform guess,
+    ln(10)."""
+    frame = frame.copy()
+    loss = pd.to_numeric(frame[LOSS], errors="coerce") if LOSS in frame else np.nan
+    frame["cv_accuracy"] = np.where(frame["cv_accuracy"].notna(), -loss, np.nan)
+    if chance:
+        diverged = frame["state"] == "diverged"
+        frame.loc[diverged, "cv_accuracy"] = -CHANCE_LOSS
+        frame.loc[diverged, "state"] = "completed"
+    return frame
+
+
+def has_loss(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and LOSS in frame and bool(pd.to_numeric(frame[LOSS], errors="coerce")
+                                                         .notna().any())
+
+
+def decide_loss(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> LossResult | None:
+    """The claim's contrasts decided on CV validation loss within its loss_margin (rules 2-5 on
+    minus the loss), beside the accuracy verdict; None for a claim without loss_margin; outcome
+    NOT_RECORDED when its study's experiments have no validation loss, "not run" without them."""
+    if claim.loss_margin is None:
+        return None
+    frame = studies.experiments.get(claim.study)
+    if not has_results(claim.study, claims, studies):
+        return LossResult("not run", [], claim.loss_margin)
+    if not has_loss(frame):
+        return LossResult(NOT_RECORDED, [], claim.loss_margin)
+    values = _values(loss_frame(frame, claim.diverged_as_chance), False)
+    decisions = _family({p.name: _contrast(p, values) for p in claim.parts},
+                        replace(claim, margin=claim.loss_margin))
+    parts = [PartResult(p, judge(decisions[p.name], p.expect), decisions[p.name]) for p in claim.parts]
+    return LossResult(combine([r.outcome for r in parts]), parts, claim.loss_margin)

@@ -33,7 +33,9 @@ METRICS = {  # experiment column -> path in metrics.json
     "params": ("model", "params"), "seconds_per_epoch": ("time", "seconds_per_epoch"),
     "train_val_gap": ("cv", "train_val_gap"), "fold_epochs": ("time", "epochs"),
     "train_seconds": ("time", "train_seconds"),
-    "selection_accuracy": ("selection", "accuracy", "mean")}  # experiments.csv: only when some have it
+    "selection_accuracy": ("selection", "accuracy", "mean"),  # experiments.csv: only when some have it
+    "cv_val_loss": ("cv", "val_loss", "mean")}  # the same (claims decided on loss as well read it)
+OPTIONAL = ("selection_accuracy", "cv_val_loss")  # columns of METRICS kept only when some have them
 DESIGN_FILE = "design.json"  # an adaptive study's design, beside its report (study_plan)
 COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_holm",
               "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
@@ -514,7 +516,8 @@ def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
     if overrides:  # the record of what every experiment ran with (recorded_overrides)
         design[SETTINGS] = json.dumps(overrides, indent=2, sort_keys=True) + "\n"
     # Studies of experiments from before the selection set keep their committed columns.
-    unused = ["others"] + ([] if has_values(frame, "selection_accuracy") else ["selection_accuracy"])
+    # Studies of experiments from before the validation loss was collected keep their columns too.
+    unused = ["others"] + [c for c in OPTIONAL if not has_values(frame, c)]
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns=unused, errors="ignore"),
             "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
                                        compute(frame, summary, plan),
