@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from src.core import decide, identity, naming, params, paths
+from src.core import decide, identity, naming, params, paths, seed_table
 from src.core.errors import ParamError, TunelabError
 from src.core.naming import config_label, format_value
 
@@ -30,7 +30,7 @@ DESIGN_FIELDS = ("margin", "seeds", "max_seeds", "method", "metric")
 # What a study decides on, per experiment the mean over its fold models: their CV validation
 # accuracy (each on its own held-out fold), or their accuracy on the selection set (all on the
 # same prepare.selection_size images). The names are the experiments table's columns.
-CV_METRIC = "cv_accuracy"
+CV_METRIC = seed_table.CV_METRIC
 METRICS = (CV_METRIC, "selection_accuracy")
 
 

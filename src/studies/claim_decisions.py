@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from src.core import decide, params, paths, stats
+from src.core import decide, paths, seed_table, stats
 from src.core.status import usable
 from src.experiments import claim_spec, sweep_spec
 from src.experiments.claim_spec import Best, Claim, Part
 
 OUTCOMES = ("holds", "fails", "equivalent", "undecided", "not run")
-CHANCE = 1.0 / params.N_CLASSES
+CHANCE = seed_table.CHANCE
 JOBS = 2  # the workers the run commands ask for
 LR_LINK = paths.LR_FIND_SUGGESTION.relative_to(paths.CLAIMS_REPORT.parent).as_posix()
 
@@ -121,30 +121,15 @@ def interval(d: decide.Decision | None) -> str:
 
 # --- the values of a study -----------------------------------------------------------------------
 
+def _table(frame: pd.DataFrame | None, chance: bool) -> dict[str, dict[int, float]]:
+    """config -> seed -> CV accuracy: the one per-seed table (src/core/seed_table.py: failed runs
+    left out, NaN for a diverged or pruned one, or chance for a diverged one if asked)."""
+    return seed_table.by_seed(seed_table.runs_of_frame(frame), seed_table.CV_METRIC, chance)
+
+
 def _values(frame: pd.DataFrame | None, chance: bool) -> dict[str, dict[int, float]]:
-    """config -> seed -> CV accuracy of the usable experiments (diverged ones at chance if asked)."""
-    if frame is None or frame.empty:
-        return {}
-    frame = frame.copy()
-    if chance:
-        diverged = frame["state"] == "diverged"
-        frame.loc[diverged, "cv_accuracy"] = CHANCE
-        frame.loc[diverged, "state"] = "completed"
-    ok = usable(frame)
-    if "timestamp" in ok:
-        ok = ok.sort_values("timestamp", kind="stable")
-    ok = ok.drop_duplicates(["config", "seed"], keep="last")
-    out: dict[str, dict[int, float]] = {}
-    for row in ok.itertuples():
-        out.setdefault(str(row.config), {})[int(row.seed)] = float(row.cv_accuracy)
-    return out
-
-
-def _run_seeds(frame: pd.DataFrame | None) -> dict[str, set[int]]:
-    """config -> the seeds that ran, whatever their outcome."""
-    if frame is None or frame.empty:
-        return {}
-    return {str(c): {int(s) for s in g["seed"]} for c, g in frame.groupby("config")}
+    """The values the statistics use: the table's finite ones."""
+    return seed_table.finite(_table(frame, chance))
 
 
 def search_best(trials: pd.DataFrame | None, n_trials: int) -> float | None:
@@ -169,9 +154,10 @@ def best_values(best: Best, claims: claim_spec.Claims, studies: Studies) -> dict
                 out[k] = value
         return out
     sweep, frame = claims.sweeps[best.study], studies.experiments.get(best.study)
-    values, ran = _values(frame, False), _run_seeds(frame)
+    ran = _table(frame, False)
+    values = seed_table.finite(ran)
     labels = [sweep.label(c) for c in sweep.configs]
-    seeds = set.intersection(*(ran.get(label, set()) for label in labels))
+    seeds = set.intersection(*(set(ran.get(label, {})) for label in labels))
     out = {}
     for seed in sorted(seeds):  # every configuration ran at this seed; the best of those with a value
         got = [values[label][seed] for label in labels if seed in values.get(label, {})]
@@ -377,7 +363,7 @@ def open_configs(name: str, claims: claim_spec.Claims, studies: Studies) -> list
     claims that compare it with something else."""
     sweep = claims.sweeps[name]
     labels = [sweep.label(c) for c in sweep.configs]
-    ran = {label: len(v) for label, v in _values(studies.experiments.get(name), False).items()}
+    ran = {label: len(v) for label, v in _table(studies.experiments.get(name), False).items()}
     wanted: set[str] = set()
     for claim in claims.claims:
         if name not in claim.studies:

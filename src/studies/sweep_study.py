@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from src.core import decide, identity, naming, paths, stats
+from src.core import decide, identity, naming, paths, seed_table, stats
 from src.core.errors import TunelabError
 from src.core.status import Status, parse, usable
 from src.experiments import adaptive, carried, exp_show, sweep_spec
@@ -195,10 +195,8 @@ def has_values(frame: pd.DataFrame, column: str) -> bool:
 def study_metric(frame: pd.DataFrame, wanted: str) -> str:
     """The metric a study decides on: ``wanted`` (the design's), but CV accuracy where a usable
     experiment lacks ``wanted`` (one that ran before the selection set existed, carried over from
-    a committed study): one study compares one metric."""
-    ok = usable(frame)
-    has_all = wanted in ok and len(ok) > 0 and bool(ok[wanted].notna().all())
-    return wanted if wanted == sweep_spec.CV_METRIC or has_all else sweep_spec.CV_METRIC
+    a committed study): one study compares one metric (src/core/seed_table.py)."""
+    return seed_table.chosen_metric(seed_table.runs_of_frame(frame, [wanted]), wanted)
 
 
 def seed_sets(frame: pd.DataFrame) -> dict[str, frozenset[int]]:
@@ -273,15 +271,10 @@ def _design(first: int, last: int, method: str = decide.LEGACY_METHOD) -> decide
 
 def values_by_seed(frame: pd.DataFrame,
                    metric: str = sweep_spec.CV_METRIC) -> dict[str, dict[int, float]]:
-    """{config: {seed: ``metric``}} of the finished experiments (NaN for a diverged or pruned
-    run, as `sweep run --until-decided` sees them; failed ones left out)."""
-    values: dict[str, dict[int, float]] = {}
-    for row in frame[frame["state"] != Status.FAILED].itertuples():
-        ok = Status(row.state).usable if row.state in set(Status) else False
-        value = float(getattr(row, metric))
-        values.setdefault(row.config, {})[int(row.seed)] = \
-            value if ok and math.isfinite(value) else math.nan
-    return values
+    """{config: {seed: ``metric``}}: the one per-seed table (src/core/seed_table.py), as
+    `sweep run --until-decided` and the claims read it (failed runs left out, NaN for a diverged
+    or pruned one)."""
+    return seed_table.by_seed(seed_table.runs_of_frame(frame, [metric]), metric)
 
 
 def decisions(frame: pd.DataFrame, sweep: sweep_spec.Sweep,
