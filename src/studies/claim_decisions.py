@@ -46,16 +46,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 
 from src.core import decide, paths, seed_table, stats
+from src.core.decide import Verdict
 from src.core.status import usable
 from src.experiments import claim_spec, sweep_spec
 from src.experiments.claim_spec import Best, Claim, Part
 
-OUTCOMES = ("holds", "fails", "equivalent", "undecided", "not run")
+
+class ClaimOutcome(StrEnum):
+    """A claim's or a part's outcome (module docstring, rules 4-5); a ``str`` that claims.md and
+    claims.csv write as the plain word."""
+
+    HOLDS = "holds"
+    FAILS = "fails"
+    EQUIVALENT = "equivalent"
+    UNDECIDED = "undecided"
+    NOT_RUN = "not run"
+
+
+OUTCOMES = tuple(ClaimOutcome)
 CHANCE = seed_table.CHANCE
 JOBS = 2  # the workers the run commands ask for
 LR_LINK = paths.LR_FIND_SUGGESTION.relative_to(paths.CLAIMS_REPORT.parent).as_posix()
@@ -73,7 +87,7 @@ class Studies:
 @dataclass
 class PartResult:
     part: Part
-    outcome: str
+    outcome: ClaimOutcome
     decision: decide.Decision | None = None  # a term's: its widest 1-df contrast
     detail: str = ""
     verdict: str = ""      # when not the decision's label (an ANOVA term's)
@@ -91,7 +105,7 @@ class PartResult:
 @dataclass
 class ClaimResult:
     claim: Claim
-    outcome: str
+    outcome: ClaimOutcome
     parts: list[PartResult]
     missing: list[str]   # the commands that would run the studies it lacks
     links: list[str]     # reports it reads, relative to reports/
@@ -168,31 +182,30 @@ def best_values(best: Best, claims: claim_spec.Claims, studies: Studies) -> dict
 
 # --- decisions -----------------------------------------------------------------------------------
 
-def judge(decision: decide.Decision, expect: str) -> str:
+def judge(decision: decide.Decision, expect: str) -> ClaimOutcome:
     """A part's outcome from its decision and what the claim expects (module docstring, rule 4)."""
     verdict, below = decision.verdict, decision.below_margin
-    if verdict == "not tested":
-        return "undecided"
-    if expect in ("better", "worse"):
-        against = "worse" if expect == "better" else "better"
-        return {expect: "holds", against: "fails", "equivalent": "equivalent"}.get(verdict, "undecided")
-    if expect == "equivalent":
-        if verdict == "equivalent" or below:
-            return "holds"
-        return "fails" if verdict in ("better", "worse") else "undecided"
+    if expect in (Verdict.BETTER, Verdict.WORSE):
+        against = Verdict.WORSE if expect == Verdict.BETTER else Verdict.BETTER
+        return {expect: ClaimOutcome.HOLDS, against: ClaimOutcome.FAILS,
+                Verdict.EQUIVALENT: ClaimOutcome.EQUIVALENT}.get(verdict, ClaimOutcome.UNDECIDED)
+    if expect == Verdict.EQUIVALENT:
+        if verdict == Verdict.EQUIVALENT or below:
+            return ClaimOutcome.HOLDS
+        return ClaimOutcome.FAILS if verdict.differs else ClaimOutcome.UNDECIDED
     if expect == "not_worse":
-        if verdict in ("better", "equivalent") or (verdict == "worse" and below):
-            return "holds"
-        return "fails" if verdict == "worse" else "undecided"
+        if verdict in (Verdict.BETTER, Verdict.EQUIVALENT) or (verdict == Verdict.WORSE and below):
+            return ClaimOutcome.HOLDS
+        return ClaimOutcome.FAILS if verdict == Verdict.WORSE else ClaimOutcome.UNDECIDED
     raise ValueError(f"unknown expectation {expect!r}")
 
 
-def combine(outcomes: list[str]) -> str:
+def combine(outcomes: list[str]) -> ClaimOutcome:
     """A claim's outcome from its parts' (module docstring, rule 5)."""
-    for outcome in ("fails", "undecided", "equivalent"):
+    for outcome in (ClaimOutcome.FAILS, ClaimOutcome.UNDECIDED, ClaimOutcome.EQUIVALENT):
         if outcome in outcomes:
             return outcome
-    return "holds"
+    return ClaimOutcome.HOLDS
 
 
 def _contrast(part: Part, values: dict[str, dict[int, float]]) -> decide.TStat:
@@ -253,16 +266,18 @@ def _decide_term(claim: Claim, part: Part, sweep, frame) -> PartResult:
                  for name, weights in claim_spec.term_contrasts(sweep, part.term).items()}
     decisions = _family({n: _contrast(p, values) for n, p in contrasts.items()}, claim)
     if table is None:
-        return PartResult(part, "undecided", None, note)
+        return PartResult(part, ClaimOutcome.UNDECIDED, None, note)
     p = float(table.loc[part.term, "p_value"])
     n = int(table.loc["Residual", "df"] + len(sweep.configs))
     level = design.look_alpha
     detectable = p < level
-    equivalent = all(d.verdict == "equivalent" or d.below_margin for d in decisions.values())
+    equivalent = all(d.verdict == Verdict.EQUIVALENT or d.below_margin for d in decisions.values())
     if part.expect == "detectable":
-        outcome = "holds" if detectable else "equivalent" if equivalent else "undecided"
+        outcome = ClaimOutcome.HOLDS if detectable else \
+            ClaimOutcome.EQUIVALENT if equivalent else ClaimOutcome.UNDECIDED
     else:
-        outcome = "fails" if detectable else "holds" if equivalent else "undecided"
+        outcome = ClaimOutcome.FAILS if detectable else \
+            ClaimOutcome.HOLDS if equivalent else ClaimOutcome.UNDECIDED
     widest = max(decisions.values(), key=lambda d: abs(d.diff) if math.isfinite(d.diff) else -1)
     eta = table.loc[part.term, "partial_eta_sq"]
     verdict = f"{'detectable' if detectable else 'not detectable'} at n = {n} experiments"
@@ -281,25 +296,27 @@ def _decide_lr(claim: Claim, part: Part, sweep, frame, suggestion: dict) -> Part
     head = f"suggestion {part.lr_key} = {lr:.3g}; grid rates within x{part.within:g}: " + \
         (", ".join(near) if near else "none")
     if not near:
-        return PartResult(part, "fails", None, head, f"no rate of the sweep within x{part.within:g}")
+        return PartResult(part, ClaimOutcome.FAILS, None, head,
+                          f"no rate of the sweep within x{part.within:g}")
     values = _values(frame, claim.diverged_as_chance)
     pairs = {f"{c} vs {o}": Part(f"{c} vs {o}", "contrast", "not_worse", ((c, 1.0),), ((o, 1.0),))
              for c in near for o in rates if o != c}
     decisions = _family({n: _contrast(p, values) for n, p in pairs.items()}, claim)
     verdicts = {c: [judge(decisions[f"{c} vs {o}"], "not_worse") for o in rates if o != c]
                 for c in near}
-    good = [c for c in near if all(v == "holds" for v in verdicts[c])]
-    beaten = [c for c in near if "fails" in verdicts[c]]
-    outcome = "holds" if good else "fails" if len(beaten) == len(near) else "undecided"
+    good = [c for c in near if all(v == ClaimOutcome.HOLDS for v in verdicts[c])]
+    beaten = [c for c in near if ClaimOutcome.FAILS in verdicts[c]]
+    outcome = ClaimOutcome.HOLDS if good else \
+        ClaimOutcome.FAILS if len(beaten) == len(near) else ClaimOutcome.UNDECIDED
     chosen = good[0] if good else near[0]
     worst = min((decisions[f"{chosen} vs {o}"] for o in rates if o != chosen),
                 key=lambda d: d.diff if math.isfinite(d.diff) else math.inf)
     detail = head + "; " + "; ".join(
         f"{name}: {d.label()} ({points(d.diff, signed=True)} points)" for name, d in decisions.items())
-    verdict = {"holds": f"{chosen} (x{max(rates[chosen] / lr, lr / rates[chosen]):.2g} from the "
+    verdict = {ClaimOutcome.HOLDS: f"{chosen} (x{max(rates[chosen] / lr, lr / rates[chosen]):.2g} from the "
                         "suggestion) is not worse than any other rate",
-               "fails": "every rate within the factor is beaten beyond the margin",
-               "undecided": f"{chosen}: not yet shown to be as good as every other rate"}[outcome]
+               ClaimOutcome.FAILS: "every rate within the factor is beaten beyond the margin",
+               ClaimOutcome.UNDECIDED: f"{chosen}: not yet shown to be as good as every other rate"}[outcome]
     return PartResult(part, outcome, worst, detail, verdict)
 
 
@@ -369,8 +386,8 @@ def open_configs(name: str, claims: claim_spec.Claims, studies: Studies) -> list
         if name not in claim.studies:
             continue
         result = decide_claim(claim, claims, studies)
-        for pr in result.parts or [PartResult(p, "undecided") for p in claim.parts]:
-            if pr.outcome != "undecided":
+        for pr in result.parts or [PartResult(p, ClaimOutcome.UNDECIDED) for p in claim.parts]:
+            if pr.outcome != ClaimOutcome.UNDECIDED:
                 continue
             grid = any(b and b.kind == "grid" and b.study == name for b in (pr.part.best_a, pr.part.best_b))
             whole = pr.part.kind in ("term", "lr_range") or grid
@@ -389,7 +406,7 @@ def decide_claim(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> C
         links.append(LR_LINK)
     looks = _design(claim).looks
     if missing:
-        return ClaimResult(claim, "not run", [], missing, links, looks)
+        return ClaimResult(claim, ClaimOutcome.NOT_RUN, [], missing, links, looks)
     sweep = claims.sweeps.get(claim.study)
     frame = studies.experiments.get(claim.study)
     kind = claim.parts[0].kind

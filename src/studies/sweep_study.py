@@ -352,14 +352,14 @@ def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep, plan: Plan | Non
         if label == base:
             row |= {"test_used": "baseline", "decision": "baseline", "verdict": "baseline"}
         elif d is None:
-            row |= {"test_used": "none", "decision": "not tested",
+            row |= {"test_used": "none", "decision": decide.Verdict.NOT_TESTED,
                     "verdict": f"not tested (n = {len(mine)} vs {n_base})"}
         else:
             paired = label not in welch
             c, b = used_values(frame, label, base, d, paired, plan.metric)
             raw = stats.compare(c, b, paired=paired) if len(c) and len(b) else None
             row |= {"diff": d.diff, "diff_ci_low": d.ci_low, "diff_ci_high": d.ci_high,
-                    "test_used": "none" if d.verdict == "not tested" else
+                    "test_used": "none" if d.verdict == decide.Verdict.NOT_TESTED else
                     "paired" if paired else "welch",
                     "p_value": raw.p_value if raw else math.nan, "p_holm": d.p_value,
                     "effect_size": raw.effect_size if raw else math.nan,
