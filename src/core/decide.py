@@ -695,6 +695,27 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
     return out
 
 
+def decide_once(tests: Mapping[str, TStat], margin: float, design: Design) -> dict[str, Decision]:
+    """The decisions of one family of comparisons taken once, from whatever seeds they have (a
+    study's fixed design, a claim's parts): `decide_tests` at the look the most pairs reach
+    (n - first_seeds + 1, between 1 and design.looks), so that a family read at whatever look a
+    study stopped keeps its error rate (Bonferroni over the looks)."""
+    most = max((t.n for t in tests.values()), default=0)
+    look = min(max(most - design.first_seeds + 1, 1), design.looks)
+    return decide_tests(tests, margin, design, look)
+
+
+def pair_test(candidate: Mapping[int, float], baseline: Mapping[int, float]) -> tuple[TStat, bool]:
+    """One comparison of two configurations' per-seed values ({seed: value}, finite): paired on
+    their seeds when both have the same seeds (or either has none: then not testable), else
+    Welch's (a configuration an adaptive study stopped early, a seed that diverged). The t
+    statistic, and whether it is paired."""
+    if candidate and baseline and set(candidate) != set(baseline):
+        return welch_t(list(candidate.values()), list(baseline.values())), False
+    seeds = sorted(set(candidate) & set(baseline))
+    return paired_t([candidate[s] - baseline[s] for s in seeds]), True
+
+
 def decide_family(diffs: Mapping[str, np.ndarray], margin: float, design: Design, look: int,
                   decided: Mapping[str, Decision] | None = None, plan: bool = True,
                   pool: bool = False) -> dict[str, Decision]:

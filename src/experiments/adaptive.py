@@ -186,7 +186,7 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
     backend = backends.LocalQueue(name, jobs, poll) if shared is None else \
         backends.SharedStudy(shared_runner.sweep_job(sweep, extra, shared), every,
                              create=not dry_run)
-    design = decide.Design(first, last, method=continued_method(sweep, every, backend))
+    design = sweep.design.decision(first, last, continued_method(sweep, every, backend))
     if dry_run:
         print_plan(sweep, base, extra, design, jobs, backend, every, reference)
         return 0

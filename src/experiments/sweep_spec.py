@@ -36,7 +36,8 @@ METRICS = (CV_METRIC, "selection_accuracy")
 
 @dataclass(frozen=True)
 class StudyDesign:
-    """How a sweep's study decides: the practical margin and the adaptive seeds.
+    """How a sweep's study decides, as sweeps.yaml says it: the practical margin and the adaptive
+    seeds (:meth:`decision` makes the decisions' ``decide.Design`` of them).
 
     ``margin``: the smallest difference in CV accuracy that matters (a fraction: 0.005 = 0.5
     accuracy points); smaller differences can be shown `equivalent`. ``seeds``: the seeds every
@@ -48,6 +49,15 @@ class StudyDesign:
     max_seeds: int = 10
     method: str = decide.DEFAULT_METHOD
     metric: str = CV_METRIC
+
+    def decision(self, first: int | None = None, last: int | None = None,
+                 method: str | None = None) -> decide.Design:
+        """The decisions' design (src/core/decide.py, the one Design type) of these seeds and
+        method, or of the given ones (flags, a recorded design); the margin and the metric stay
+        here: the decisions take them as arguments."""
+        return decide.Design(self.seeds if first is None else first,
+                             self.max_seeds if last is None else last,
+                             method=self.method if method is None else method)
 
 
 def parse_design(where: str, spec: dict, inherited: StudyDesign) -> StudyDesign:

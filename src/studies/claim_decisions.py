@@ -212,9 +212,7 @@ def _contrast(part: Part, values: dict[str, dict[int, float]]) -> decide.TStat:
     """The part's t statistic: paired on the common seeds, or Welch for two configurations whose
     seed sets differ."""
     if part.is_pair:
-        a, b = values.get(part.a[0][0], {}), values.get(part.b[0][0], {})
-        if set(a) != set(b) and len(a) and len(b):
-            return decide.welch_t(list(a.values()), list(b.values()))
+        return decide.pair_test(values.get(part.a[0][0], {}), values.get(part.b[0][0], {}))[0]
     terms = [(label, w) for label, w in part.a] + [(label, -w) for label, w in part.b]
     seeds = sorted(set.intersection(*(set(values.get(label, {})) for label, _ in terms)))
     return decide.paired_t([math.fsum(w * values[label][s] for label, w in terms) for s in seeds])
@@ -226,18 +224,8 @@ def _best_contrast(part: Part, claims, studies) -> decide.TStat:
     return decide.paired_t([a[k] - b[k] for k in keys])
 
 
-def _design(claim: Claim) -> decide.Design:
-    return decide.Design(claim.design.first_seeds, claim.design.max_seeds, claim.alpha)
-
-
-def _look(design: decide.Design, n: int) -> int:
-    return min(max(n - design.first_seeds + 1, 1), design.looks)
-
-
 def _family(tests: dict[str, decide.TStat], claim: Claim) -> dict[str, decide.Decision]:
-    design = _design(claim)
-    look = _look(design, max((t.n for t in tests.values()), default=0))
-    return decide.decide_tests(tests, claim.margin, design, look)
+    return decide.decide_once(tests, claim.margin, claim.design)
 
 
 def _grid_rows(sweep: sweep_spec.Sweep, frame: pd.DataFrame, chance: bool) -> pd.DataFrame:
@@ -260,7 +248,7 @@ def _anova(sweep, frame, chance) -> tuple[pd.DataFrame | None, str]:
 
 def _decide_term(claim: Claim, part: Part, sweep, frame) -> PartResult:
     table, note = _anova(sweep, frame, claim.diverged_as_chance)
-    design = _design(claim)
+    design = claim.design
     values = _values(frame, claim.diverged_as_chance)
     contrasts = {name: Part(name, "contrast", "equivalent", weights)
                  for name, weights in claim_spec.term_contrasts(sweep, part.term).items()}
@@ -404,7 +392,7 @@ def decide_claim(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> C
     links = [link for s in claim.studies for link in report_links(s, claims, studies)]
     if needs_lr and LR_LINK in studies.reports:
         links.append(LR_LINK)
-    looks = _design(claim).looks
+    looks = claim.design.looks
     if missing:
         return ClaimResult(claim, ClaimOutcome.NOT_RUN, [], missing, links, looks)
     sweep = claims.sweeps.get(claim.study)

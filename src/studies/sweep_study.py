@@ -292,28 +292,25 @@ def decisions(frame: pd.DataFrame, sweep: sweep_spec.Sweep,
         state = adaptive.replay(values, base, labels, plan.margin, plan.design)
         if state.looks:
             return state.decisions, state.looks, set()
-    finite = {c: {s: v for s, v in seeds.items() if math.isfinite(v)} for c, seeds in values.items()}
+    finite = seed_table.finite(values)
     b = finite.get(base, {})
     tests, welch = {}, set()
     for c in labels:
         mine = finite.get(c, {})
         if c == base or not mine or not b:
             continue
-        if set(mine) == set(b):
-            tests[c] = decide.paired_t([mine[s] - b[s] for s in sorted(mine)])
-        else:
-            tests[c] = decide.welch_t(list(mine.values()), list(b.values()))
+        tests[c], paired = decide.pair_test(mine, b)
+        if not paired:
             welch.add(c)
     one_look = decide.Design(2, 2, plan.design.alpha)
-    return decide.decide_tests(tests, plan.margin, one_look, 1), 1, welch
+    return decide.decide_once(tests, plan.margin, one_look), 1, welch
 
 
 def used_values(frame: pd.DataFrame, config: str, baseline: str, decision: decide.Decision,
                 paired: bool, metric: str = sweep_spec.CV_METRIC) -> tuple[np.ndarray, np.ndarray]:
     """The candidate's and the baseline's accuracies a decision used: paired, the first
     ``decision.n`` seeds both have (the looks take seeds in order); Welch, all of them."""
-    values = {c: {s: v for s, v in seeds.items() if math.isfinite(v)}
-              for c, seeds in values_by_seed(frame, metric).items()}
+    values = seed_table.finite(values_by_seed(frame, metric))
     mine, b = values.get(config, {}), values.get(baseline, {})
     if not paired:
         return np.array(list(mine.values())), np.array(list(b.values()))
