@@ -44,6 +44,9 @@ class Run:
     values: Mapping[str, float | None] = field(default_factory=dict)  # metric -> value
     timestamp: str = ""  # orders several runs of one (config, seed): the newest wins
 
+    def __post_init__(self):
+        object.__setattr__(self, "state", parse(self.state))  # a plain word becomes a Status
+
     def value(self, metric: str) -> float:
         """Its value of ``metric``; NaN where it has none."""
         v = self.values.get(metric)
