@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.core import naming, params, paths
+from src.core import decide, naming, params, paths
 from src.core.errors import ParamError
 from src.experiments import search_spec, sweep_spec
 
@@ -91,10 +91,9 @@ class Part:
         return (len(self.a) == 1 and len(self.b) == 1 and self.a[0][1] == 1.0 == self.b[0][1])
 
 
-@dataclass(frozen=True)
-class Design:
-    first_seeds: int
-    max_seeds: int
+# A claim's and a study's design is the decisions' one (src/core/decide.py): first and most
+# seeds, the claim's alpha, Bonferroni over the looks (the claims' boundary, module docstring).
+Design = decide.Design
 
 
 FIDELITY_KEYS = ("prepare.train_size", "prepare.cv_folds", "train.epochs")
@@ -408,7 +407,8 @@ def parse_claim(spec, ctx: _Context, defaults: dict, sources: dict, designs: dic
     # A contrast across studies pairs them by replicate: it has at most as many replicates, so
     # looks, as the study with the fewest (a grid sweep of max 10 seeds against a search set of
     # 6 replicates gets 6, not a design of 10 that spends alpha on looks that never come).
-    design = Design(min(d.first_seeds for d in chosen), min(d.max_seeds for d in chosen))
+    alpha = _number(spec.get("alpha", defaults["alpha"]), where, 0.0, 0.5, "alpha")
+    design = Design(min(d.first_seeds for d in chosen), min(d.max_seeds for d in chosen), alpha)
     diverged = spec.get("diverged")
     _require(diverged in (None, "chance"), f"{where}: diverged = {diverged!r}; allowed: chance")
     configs = [c for c in sweep.configs if sweep.label(c) in
@@ -429,7 +429,7 @@ def parse_claim(spec, ctx: _Context, defaults: dict, sources: dict, designs: dic
                  "validation loss; an ANOVA term, an LR range test or a best-of arm has none)")
     return Claim(spec["id"], spec["claim"].strip(), sources[spec["source"]], spec["figure"].strip(),
                  spec.get("study") or "", tuple(parts),
-                 _number(spec.get("alpha", defaults["alpha"]), where, 0.0, 0.5, "alpha"),
+                 alpha,
                  _number(spec.get("margin", sweep.design.margin if sweep else defaults["margin"]),
                          where, 0.0, 1.0, "margin"),
                  design, studies, str(spec.get("fidelity") or "").strip(),
