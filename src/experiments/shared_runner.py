@@ -4,8 +4,9 @@ on each host.
 The door (`sweep run --storage`, `search --storage`), under PostgreSQL's advisory lock: creates the
 tables and the study, or loads it and refuses it if another commit or definition made it; creates
 the MLflow experiment (hosts starting at once would race to); for a sweep, enqueues the pairs no
-trial has produced or holds. Then it starts --jobs worker processes and waits for them
-(src/experiments/shared_supervisor.py), and prints the outcome from the study.
+trial has produced or holds (each round of a policy: backends.SharedStudy). Then it starts --jobs
+worker processes and waits for them (src/experiments/shared_supervisor.py), and prints the outcome
+from the study.
 
 The parts, by role: the supervisor of this host's workers (shared_supervisor.py), a worker's loop
 (shared_worker.py), a trial's heartbeat and the failing of stale trials (shared_heartbeat.py), a
@@ -20,7 +21,7 @@ from argparse import SUPPRESS
 
 from src.core.errors import TunelabError
 from src.core.status import Status
-from src.experiments import dvc_queue, rdb, shared_study, sweep_runner
+from src.experiments import dvc_queue, rdb, shared_study
 from src.experiments.shared_experiment import log_path
 
 # a worker's steps, under the names benchmarks/coordination_cost.py drives them by
@@ -83,26 +84,17 @@ def prepare(job: Job, experiments: list[Experiment] | None = None) -> None:
             rdb.close(storage)
 
 
-def run_sweep(name: str, seeds: int, extra: dict, settings: Settings, dry_run: bool = False) -> int:
-    """`python -m src.sweep run NAME --storage URI`: 0 when every experiment of the sweep has
-    produced metrics (on any host), 1 otherwise."""
-    rdb.check_uri(settings.uri)
-    sweep, experiments, in_order = sweep_runner.plan(name, seeds, settings.jobs, extra)
-    if dry_run:
-        sweep_runner.print_dry_run(in_order, f"{len(sweep.configs)} configurations x {seeds} "
-                                   f"seeds, for the shared study in {rdb.mask(settings.uri)}")
-        return 0
-    job = sweep_job(sweep, extra, settings)
-    prepare(job, in_order)  # waiting trials are taken in this order: longest first
-    run_workers(job)
-    trials = load_trials(job)
-    text, not_done = shared_study.sweep_summary(name, experiments, trials)
+def report(job: Job, experiments: list[Experiment]) -> int:
+    """A sweep's closing lines from its shared study (shared_study.sweep_summary) and each of
+    ``experiments`` not done: failed (the end of its log, if it ran here), or still running or
+    waiting on another host; 1 if any is not done, else 0."""
+    text, not_done = shared_study.sweep_summary(job.name, experiments, load_trials(job))
     print(text)
     for exp_name, status in not_done.items():
         if status != Status.FAILED:
             print(f"NOT DONE {exp_name}: {status} on the shared study")
             continue
-        log = log_path(name, exp_name)
+        log = log_path(job.name, exp_name)
         print(f"FAILED {exp_name}" + (f"; last lines of {log}:\n{tail(log)}" if log.is_file()
                                       else " (its log is on the host that ran it)"))
     return 1 if not_done else 0
