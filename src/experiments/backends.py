@@ -119,6 +119,7 @@ class SharedStudy:
         from src.experiments import shared_runner
         rdb.check_uri(self.job.settings.uri)
         shared_runner.prepare(self.job, in_order)  # waiting trials are taken in this order
+        self.opened = True
         shared_runner.run_workers(self.job)
         return self.known()
 
