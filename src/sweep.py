@@ -9,9 +9,10 @@
     python -m src.sweep run dropout --seeds 3 --jobs 2 --storage postgresql://USER@HOST/tunelab_optuna
                                     # several hosts, one study (docs/distributed.md)
 
-What `run` does is in src/experiments/sweep_runner.py (adaptive seeds: src/experiments/adaptive.py);
-the queue client in src/experiments/dvc_queue.py; with --storage (or $TUNELAB_STORAGE) the sweep is
-a shared Optuna study on PostgreSQL that the workers of every host take experiments from instead:
+What `run` does is in src/experiments/grid.py (adaptive seeds: src/experiments/adaptive.py), both
+on one run loop (src/experiments/backends.py); on this machine's DVC queue by default
+(src/experiments/sweep_runner.py, dvc_queue.py); with --storage (or $TUNELAB_STORAGE) on a shared
+Optuna study on PostgreSQL that the workers of every host take experiments from instead:
 src/experiments/shared_runner.py. Exits 1 naming every failed experiment with the end of its log, 2
 on bad input.
 """
@@ -23,7 +24,7 @@ import functools
 import sys
 
 from src.core import errors
-from src.experiments import adaptive, look_commits, shared_runner, sweep_runner, sweep_spec
+from src.experiments import adaptive, grid, look_commits, shared_runner, sweep_runner, sweep_spec
 
 
 def cmd_list() -> None:
@@ -86,11 +87,9 @@ def main() -> None:
                      if args.commit_looks and not args.dry_run else None)
             code = adaptive.run(args.name, args.seeds, args.max_seeds, args.jobs, extra,
                                 args.dry_run, args.poll, shared, after_look=after)
-        elif shared:
-            code = shared_runner.run_sweep(args.name, args.seeds or 1, extra, shared, args.dry_run)
-        else:
-            code = sweep_runner.run(args.name, args.seeds or 1, args.jobs, extra, args.dry_run,
-                                    args.poll)
+        else:  # a fixed grid, on the same backends
+            code = grid.run(args.name, args.seeds or 1, args.jobs, extra, args.dry_run, args.poll,
+                            shared)
         if code:
             sys.exit(code)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from src.core import decide, identity, params
-from src.experiments import adaptive, dvc_queue, sweep_runner, sweep_spec
+from src.experiments import adaptive, dvc_queue, grid, sweep_runner, sweep_spec
 from src.experiments.exp_show import Outcome
 from tests.conftest import REPO
 
@@ -177,7 +177,7 @@ def test_a_fixed_dry_run_lists_only_what_is_missing(monkeypatch, capsys):
     monkeypatch.setattr(sweep_spec, "load_sweeps", lambda names: (BASE, {"s": SWEEP}))
     monkeypatch.setattr(dvc_queue, "experiment_outcomes", lambda: done)
     monkeypatch.setattr(sweep_runner, "estimated_wall", lambda todo, *a: 60.0 * len(todo))
-    assert sweep_runner.run("s", 3, jobs=2, extra={}, dry_run=True) == 0
+    assert grid.run("s", 3, jobs=2, extra={}, dry_run=True) == 0
     out = capsys.readouterr().out
     assert out.count("dvc exp run --queue") == 3 and out.count("--s2 ") == 3
     assert "3 experiments (of 9: 3 configurations x 3 seeds; 6 already succeeded" in out

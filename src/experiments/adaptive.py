@@ -215,29 +215,28 @@ def run(name: str, seeds: int | None, max_seeds: int | None, jobs: int, extra: d
         print_plan(sweep, base, extra, design, jobs, backend, every, reference)
         return 0
     record_design(sweep.name, design, sweep.design.margin, sweep.design.metric)
-    ran: dict[str, sweep_spec.Experiment] = {}
-    outcomes = sweep_runner.matched(every, backend.known())
     tried: set[str] = set()
-    while True:
+
+    def next_round(outcomes: dict[str, Outcome]) -> list[sweep_spec.Experiment]:
+        """A look at what has run; the experiments of the next round ([]: the study is over)."""
         state = replay(cv_by_seed(outcomes, sweep.name, sweep.design.metric), sweep.baseline_label,
                        labels, sweep.design.margin, design)
         print(progress(state, design), flush=True)
         if after_look is not None and tried:  # a round ran since the last look
             after_look(state.looks, progress(state, design))
         todo = round_experiments(sweep, base, extra, state.pending, reference)
-        if not todo:
-            break
         again = [e.name for e in todo if e.name in tried and not (
             e.name in outcomes and outcomes[e.name].state.usable)]
         if again:  # ran in an earlier round and still not usable: failed or diverged
             print(f"stopping: {', '.join(again)} did not give a usable result; the sequential "
                   "design needs it (see below)")
-            break
-        tried |= {e.name for e in todo}
-        ran |= {e.name: e for e in todo}
-        outcomes = sweep_runner.matched(every, backend.run(
-            todo, sweep_spec.longest_first(todo, base)))
-    code = sweep_runner.report(sweep.name, list(ran.values()), outcomes) if ran else 0
+            return []
+        tried.update(e.name for e in todo)
+        return todo
+
+    ran, outcomes = backends.run_rounds(backend, every, base, next_round,
+                                        sweep_runner.matched(every, backend.known()))
+    code = backend.report(ran, outcomes) if ran else 0
     print(f"next: python -m src.study {sweep.name}" + (" --pull" if shared else "") + (
         f" --seeds {design.first_seeds} --max-seeds {design.max_seeds}"
         if (design.first_seeds, design.max_seeds) != (sweep.design.seeds, sweep.design.max_seeds)

@@ -1,7 +1,8 @@
-"""Where a study's experiments run: one interface, two backends, for every policy.
+"""Where a study's experiments run: one run loop, one interface, two backends, for every policy.
 
-A policy (a fixed grid: src/experiments/sweep_runner.py; adaptive seeds:
-src/experiments/adaptive.py) decides *what* to run; a backend runs it and says what has run:
+A policy (a fixed grid: src/experiments/grid.py; adaptive seeds: src/experiments/adaptive.py)
+decides *what* to run, round by round, from what has run; :func:`run_rounds` hands each round to
+a backend, which runs it and says what has run:
 
 - :class:`LocalQueue`: this machine's DVC queue (``dvc exp run --queue``, J queue workers), with
   the experiments of the current commit (`dvc exp show`) and those carried over from the
@@ -15,10 +16,11 @@ it asks for by identity (:func:`sweep_runner.matched`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from src.experiments import carried, dvc_queue, rdb, shared_study, sweep_runner
+from src.experiments import carried, dvc_queue, rdb, shared_study, sweep_runner, sweep_spec
 from src.experiments.exp_show import Outcome
 from src.experiments.sweep_spec import Experiment
 
@@ -36,6 +38,28 @@ class Backend(Protocol):
     def run(self, todo: list[Experiment], in_order: list[Experiment]) -> dict[str, Outcome]:
         """Run ``todo`` (``in_order``: longest first) to the end; then :meth:`known`."""
 
+    def report(self, experiments: list[Experiment], outcomes: dict[str, Outcome]) -> int:
+        """Print the outcome of every one of ``experiments`` (``outcomes``: by their names); 1 if
+        any failed or is missing, else 0."""
+
+
+def run_rounds(backend: Backend, every: list[Experiment], base: dict,
+               next_round: Callable[[dict[str, Outcome] | None], list[Experiment]],
+               outcomes: dict[str, Outcome] | None = None,
+               ) -> tuple[list[Experiment], dict[str, Outcome] | None]:
+    """The run loop of every policy: ``next_round(outcomes)`` gives the experiments to run next
+    ([] once the policy is done); ``backend`` runs them, longest first (``base``: params.yaml, for
+    the order); their outcomes, with every other of ``every`` that counts as run (matched by
+    identity: :func:`sweep_runner.matched`), go to the next call. ``outcomes``: what counted as
+    run before the first round, or None where the first round needs none (a fixed grid: the
+    backend itself skips what has run). The experiments asked for, and the last outcomes."""
+    asked: dict[str, Experiment] = {}
+    while todo := next_round(outcomes):
+        asked |= {e.name: e for e in todo}
+        outcomes = sweep_runner.matched(
+            every, backend.run(todo, sweep_spec.longest_first(todo, base)))
+    return list(asked.values()), outcomes
+
 
 @dataclass
 class LocalQueue:
@@ -52,6 +76,9 @@ class LocalQueue:
 
     def run(self, todo: list[Experiment], in_order: list[Experiment]) -> dict[str, Outcome]:
         return sweep_runner.run_experiments(self.name, todo, in_order, self.jobs, self.poll)
+
+    def report(self, experiments: list[Experiment], outcomes: dict[str, Outcome]) -> int:
+        return sweep_runner.report(self.name, experiments, outcomes)
 
 
 @dataclass
@@ -92,5 +119,11 @@ class SharedStudy:
         from src.experiments import shared_runner
         rdb.check_uri(self.job.settings.uri)
         shared_runner.prepare(self.job, in_order)  # waiting trials are taken in this order
+        self.opened = True
         shared_runner.run_workers(self.job)
         return self.known()
+
+    def report(self, experiments: list[Experiment], outcomes: dict[str, Outcome]) -> int:
+        """From the study's trials: every host's share, duplicates, what is not done."""
+        from src.experiments import shared_runner
+        return shared_runner.report(self.job, experiments)

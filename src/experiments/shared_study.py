@@ -15,7 +15,7 @@ early_stopped, diverged, pruned, failed), ``note`` (a duplicate, a push that los
 declared dead while its host still ran it). A trial whose host died is failed by a live worker once
 its heartbeat is older than the grace period, and retried as a new waiting trial with the same
 params (RetryHeartbeatStaleTrialCallback). The worker processes are in
-src/experiments/shared_runner.py.
+src/experiments/shared_worker.py.
 """
 
 from __future__ import annotations

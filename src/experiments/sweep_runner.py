@@ -1,6 +1,8 @@
-"""Running a sweep on DVC's queue: what is left to run, queueing it, workers, waiting, the report.
+"""A sweep on this machine's DVC queue: what is left to run, queueing it, workers, waiting, the
+report (the backend :class:`backends.LocalQueue` of every policy: src/experiments/grid.py,
+src/experiments/adaptive.py).
 
-`run` validates every experiment first (nothing is queued if one is invalid), creates the MLflow
+`plan` validates every experiment first (nothing is queued if one is invalid), creates the MLflow
 store once (parallel workers would corrupt a fresh SQLite database), queues what is missing with
 ``dvc exp run --queue -n <sweep>--<config>--s<seed> -S ...`` (longest first), starts J queue workers
 with $TUNELAB_THREADS = cores / J (and 1/J of an accelerator's memory each), shows progress, prints
@@ -127,26 +129,6 @@ def run_experiments(name: str, experiments: list[sweep_spec.Experiment],
         efficiency.report_efficiency(name, list(ran.values()), outcomes, jobs, threads, wall,
                                      started_at)
     return known_outcomes(name, outcomes)
-
-
-def run(name: str, seeds: int, jobs: int, extra: dict, dry_run: bool = False,
-        poll: float = dvc_queue.POLL_SECONDS) -> int:
-    """`python -m src.sweep run` (a fixed design): every configuration x ``seeds``; 0 when every
-    experiment succeeded, 1 otherwise."""
-    base = sweep_spec.load_sweeps([name])[0]
-    sweep, experiments, in_queue_order = plan(name, seeds, jobs, extra)
-    if dry_run:  # what a real run would queue: not what already ran here or is carried over
-        live = dvc_queue.experiment_outcomes()
-        done, n_carried = already_run(experiments, known_outcomes(name, live), live)
-        todo = [e for e in in_queue_order if e.name not in done]
-        print_dry_run(todo, f"of {len(experiments)}: {len(sweep.configs)} configurations x "
-                            f"{seeds} seeds; {describe_run(done, n_carried)}")
-        wall = estimated_wall(todo, base, jobs, {})
-        print(f"estimated wall time on {jobs} worker(s): {estimate.describe(wall)} "
-              f"(src/experiments/estimate.py: each configuration timed here on a few steps)")
-        return 0
-    outcomes = run_experiments(name, experiments, in_queue_order, jobs, poll)
-    return report(sweep.name, experiments, outcomes)
 
 
 def report(name: str, experiments: list[sweep_spec.Experiment],
