@@ -18,7 +18,8 @@ over the experiments of every round; `name=value`):
 
 - `queue`: the `dvc exp run --queue` call;
 - `dvc.workspace`: `exec-run`'s start -> train's start (DVC's temporary workspace, checkout);
-- `<stage>.<part>`: each stage's start-up and sections, `<stage>.other` the rest of its `main`;
+- `<stage>.<part>`: each stage's start-up and sections, `<stage>.other` the rest of its `main`,
+  `<stage>.exit` from its `main`'s end to the process's end (the interpreter's teardown);
 - `dvc.between`: train's end -> evaluate's start plus evaluate's end -> plot's start;
 - `dvc.commit`: plot's end -> `exec-run`'s end;
 - `worker.collect`: `exec-run`'s end -> the next `exec-run`'s start (the worker collects the
@@ -27,7 +28,9 @@ over the experiments of every round; `name=value`):
 - `training`: `engine.fit` less tracking; `fixed_cost` = period + queue - training.
 
 With ``--baseline-ref`` each line is printed for both sides (`before.X` / `after.X`), then
-`fixed_cost_before`, `fixed_cost_after` and `ratio` (after / before). The CPU and the load
+`fixed_cost_before`, `fixed_cost_after` and `ratio` (after / before); each round runs the same
+seeds on both sides, and `same_numbers` says whether the two codes' `dvc repro` gave bit-identical
+metrics.json, history.csv and cv_folds.csv (src/experiments/canary.py's comparison). The CPU and the load
 average before and after are printed too: timings move with the host's load.
 
 Measured with it: see docs/performance.md ("Fixed cost per experiment").
@@ -42,6 +45,7 @@ Run:  .venv/bin/python benchmarks/fixed_cost.py [--baseline-ref REF] [--rounds 3
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -93,7 +97,7 @@ SECTIONS = {
 
 # The sitecustomize every process of a side loads: only `python -m src.<stage>` records anything.
 HOOK = r'''
-import functools, importlib.abc, importlib.machinery, json, os, sys, time
+import atexit, functools, importlib.abc, importlib.machinery, json, os, sys, time
 _LOG = os.environ.get("TUNELAB_BENCH_LOG")
 _ARGV = open("/proc/self/cmdline", "rb").read().split(b"\0")
 _STAGE = None
@@ -156,13 +160,19 @@ if _STAGE:
                     name, _, attr = target.partition(":")
                     if name == "__main__":
                         _patch(g.get, g.__setitem__, attr, section)
-                try:
-                    return run(main, *args, **kwargs)
-                finally:
-                    _charge()
-                    _record["end"] = time.time()
+
+                def timed_main():
+                    try:
+                        return main()
+                    finally:
+                        _charge()
+                        _record["end"] = time.time()
+
+                def write():  # at exit: also when the stage ends by os._exit after atexit
                     with open(_LOG, "a") as out:
                         out.write(json.dumps(_record) + "\n")
+                atexit.register(write)
+                return run(timed_main, *args, **kwargs)
             module.run = timed_run
 
     _WANTED = {t.partition(":")[0] for t in SECTIONS} | {"src.core.errors"}
@@ -231,6 +241,15 @@ def make_project(tree: Path, project: Path, env: dict) -> None:
     sh("git", "commit", "-qm", "repro", cwd=project, env=env)
 
 
+def numbers_of(project: Path) -> dict:
+    """A project's `dvc repro` outputs as :func:`canary.differences` compares them."""
+    found: dict = {"metrics": json.loads((project / paths.METRICS).read_text())}
+    for table in canary.TABLES:
+        with (project / table).open(newline="") as handle:
+            found[table.as_posix()] = list(csv.DictReader(handle))
+    return found
+
+
 class Sampler(threading.Thread):
     """The process table every ``every`` s: DVC's `exec-run` and `queue-worker` processes whose
     working directory is under ``project``; ``seen`` maps (pid, start) -> [kind, start, last]."""
@@ -245,9 +264,11 @@ class Sampler(threading.Thread):
         while not self.stopped.is_set():
             now = time.time()
             for proc in psutil.process_iter(["pid", "cmdline", "create_time", "cwd"]):
-                line = " ".join(proc.info["cmdline"] or [])
+                cmdline = proc.info["cmdline"] or []
+                line = " ".join(cmdline)
                 kind = "exec" if "exec-run" in line else "worker" if "queue-worker" in line \
-                    else None
+                    else "stage" if " -m src." in line and "sh" not in os.path.basename(
+                        cmdline[0]) else None
                 if kind and (proc.info["cwd"] or "").startswith(self.project):
                     key = (proc.info["pid"], proc.info["create_time"])
                     self.seen.setdefault(key, [kind, proc.info["create_time"], now])[2] = now
@@ -255,6 +276,10 @@ class Sampler(threading.Thread):
 
     def spans(self, kind: str) -> list[tuple[float, float]]:
         return sorted((start, last) for k, start, last in self.seen.values() if k == kind)
+
+    def last_seen(self) -> dict[int, float]:
+        """When each stage process was last seen, by pid."""
+        return {pid: last for (pid, _), (k, _, last) in self.seen.items() if k == "stage"}
 
 
 def run_round(project: Path, env: dict, log: Path, seeds: list[int]) -> list[dict[str, float]]:
@@ -281,23 +306,28 @@ def run_round(project: Path, env: dict, log: Path, seeds: list[int]) -> list[dic
     if len(runs) != len(seeds):
         raise errors.TunelabError(f"{project}: {len(runs)} exec-run processes for {len(seeds)} "
                                   f"experiments (`dvc queue logs fc-s{seeds[0]}`)")
-    return [parts(i, runs, records, queued[i]) for i in range(len(runs))]
+    gone = sampler.last_seen()
+    return [parts(i, runs, records, queued[i], gone) for i in range(len(runs))]
 
 
-def parts(i: int, runs: list[tuple[float, float]], records: list[dict],
-          queued: float) -> dict[str, float]:
-    """The parts of experiment ``i``: its exec-run span and the stage records inside it."""
+def parts(i: int, runs: list[tuple[float, float]], records: list[dict], queued: float,
+          gone: dict[int, float] | None = None) -> dict[str, float]:
+    """The parts of experiment ``i``: its exec-run span and the stage records inside it;
+    ``gone``: when each stage process (by pid) was last seen (else its main's end)."""
     start, end = runs[i]
     mine = {r["stage"]: r for r in records if start <= r["start"] <= end + 0.5}
     missing = [s for s in STAGES if s not in mine]
     if missing:
         raise errors.TunelabError(f"experiment {i}: no record of {', '.join(missing)}")
+    ended = {stage: max(r["end"], (gone or {}).get(r["pid"], r["end"]))
+             for stage, r in mine.items()}
     found = {"queue": queued, "dvc.workspace": mine["train"]["start"] - start,
-             "dvc.between": (mine["evaluate"]["start"] - mine["train"]["end"]) +
-                            (mine["plot"]["start"] - mine["evaluate"]["end"]),
-             "dvc.commit": end - mine["plot"]["end"]}
+             "dvc.between": (mine["evaluate"]["start"] - ended["train"]) +
+                            (mine["plot"]["start"] - ended["evaluate"]),
+             "dvc.commit": end - ended["plot"]}
     for stage in STAGES:
         found[f"{stage}.startup"] = mine[stage]["main"] - mine[stage]["start"]
+        found[f"{stage}.exit"] = ended[stage] - mine[stage]["end"]
         for section, seconds in mine[stage]["sections"].items():
             found[f"{stage}.{section}"] = seconds
     if i + 1 < len(runs):
@@ -349,19 +379,21 @@ def main() -> None:
             print(f"baseline={full}")
             trees = {"before": stack.enter_context(canary.commit_tree(ROOT, full, tmp / "old")),
                      **trees}
-        sides = {}
+        sides, outputs = {}, {}
         for side, tree in trees.items():
             env = side_env(tmp / "hook", tmp / f"{side}.jsonl", dataset, args.threads)
             make_project(tree, tmp / side, env)
             sides[side] = env
+            outputs[side] = numbers_of(tmp / side)
             print(f"# {side}: project ready", flush=True)
+        if "before" in outputs:  # the same params and seed on one machine: the same bits
+            found = canary.differences(outputs["before"], outputs["after"])
+            print(f"same_numbers={not found}" + (f" ({found[0]})" if found else ""), flush=True)
         rows: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
-        seed = 100
         for round_ in range(args.rounds):
             order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
-            for side in order:
-                seeds = list(range(seed, seed + args.experiments))
-                seed += args.experiments
+            seeds = [100 + round_ * args.experiments + k for k in range(args.experiments)]
+            for side in order:  # the same experiments on both sides
                 got = run_round(tmp / side, sides[side], tmp / f"{side}.jsonl", seeds)
                 rows[side] += got
                 costs = ", ".join(f"{r['fixed_cost']:.1f}" for r in got if "fixed_cost" in r)

@@ -12,7 +12,8 @@ from tests.conftest import REPO
 
 
 def record(stage, start, main, end, **sections):
-    return {"stage": stage, "start": start, "main": main, "end": end, "sections": sections}
+    return {"stage": stage, "pid": int(start), "start": start, "main": main, "end": end,
+            "sections": sections}
 
 
 RUNS = [(100.0, 140.0), (141.5, 180.0)]  # exec-run spans of two experiments on one worker
@@ -25,9 +26,10 @@ RECORDS = [record("train", 103.0, 105.0, 115.0, training=6.0, mlflow=3.0, other=
 
 
 def test_parts_of_an_experiment_add_up_to_its_period():
-    first = parts(0, RUNS, RECORDS, queued=2.0)
+    first = parts(0, RUNS, RECORDS, queued=2.0, gone={103: 115.5})  # train's process: 0.5 s more
     assert first["dvc.workspace"] == 3.0 and first["dvc.commit"] == 3.0
-    assert first["dvc.between"] == 2.0  # 115 -> 116 and 128 -> 129
+    assert first["train.exit"] == 0.5 and first["evaluate.exit"] == 0.0
+    assert first["dvc.between"] == 1.5  # 115.5 -> 116 and 128 -> 129
     assert first["train.startup"] == 2.0 and first["plot.startup"] == 1.0
     assert first["worker.collect"] == 1.5 and first["period"] == 41.5
     assert first["training"] == 6.0 and "train.training" not in first
@@ -62,3 +64,28 @@ def test_dvclive_logger_opens_no_dvc_repository(tmp_path):
     assert (tmp_path / "live" / "plots" / "metrics" / "val" / "acc.tsv").read_text() == \
         "step\tacc\n0\t0.5\n"
     assert (tmp_path / "live" / "metrics.json").exists()
+
+
+EXITING = """
+import atexit, sys, threading, time
+from src.core import errors
+atexit.register(lambda: print("atexit ran"))
+def main():
+    threading.Thread(target=lambda: (time.sleep(0.3), print("thread done"))).start()
+    print("unflushed", end="; ")
+    if sys.argv[1] == "error":
+        raise errors.ParamError("bad value")
+errors.run(main, teardown=False)
+print("never")
+"""
+
+
+@pytest.mark.parametrize("how, code", [("ok", 0), ("error", 2)])
+def test_a_stage_without_teardown_exits_as_before(how, code):
+    """errors.run(main, teardown=False): the same exit status and output, other threads finished
+    and atexit handlers run; only the interpreter's teardown is skipped."""
+    done = subprocess.run([sys.executable, "-c", EXITING, how], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    assert done.stdout == "unflushed; thread done\natexit ran\n"
+    assert done.stderr == ("error: bad value\n" if how == "error" else "")
