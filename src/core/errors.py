@@ -114,7 +114,7 @@ def exit_now(code: int) -> None:
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
-    atexit._run_exitfuncs()
+    atexit._run_exitfuncs()  # CPython's own: what Py_FinalizeEx runs before the teardown
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
