@@ -37,7 +37,9 @@ Measured with it (2026-12-07 22:30-22:58, the 2-core Xeon, load 8.4 -> 4.0 from 
 `--baseline-ref d1e5076 --rounds 3 --experiments 2`, the working tree of 993781b): fixed cost
 91.9 s before, 55.2 s after (medians of 3; ratio 0.60, most of it the load falling); the parts the
 changes removed, the stages' teardown and DVCLive's DVC repository, 13.3 s -> 0.5 s (~14%);
-`same_numbers=True`. Every part: docs/performance.md ("Fixed cost per experiment").
+`same_numbers=True`. Again at 23:08-23:21 (`--rounds 2`, load 2.7 -> 5.3 -> 4.1): 65.4 -> 60.6 s,
+ratio 0.93, the removed parts 8.8 s -> 0.4 s. Every part: docs/performance.md ("Fixed cost per
+experiment").
 
 Needs the dataset (`bash setup.sh --data`), a git identity is set in each project; ~35 s per
 experiment on the 2-core Xeon: `--rounds 3 --experiments 2` with a baseline ~10 minutes.
