@@ -210,4 +210,4 @@ def summary_line(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    errors.run(main)
+    errors.run(main, teardown=False)  # DVC waits for the process: no teardown (errors.exit_now)

@@ -154,4 +154,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    errors.run(main)
+    errors.run(main, teardown=False)  # DVC waits for the process: no teardown (errors.exit_now)
