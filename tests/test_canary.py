@@ -84,6 +84,16 @@ def test_times_and_devices_are_ignored():
     assert canary.differences(OUTPUTS, new) == []
 
 
+def test_an_intervals_bounds_are_not_compared_its_mean_and_sd_are():
+    # the committed pooling study's commit and today's code: the same folds, mean and sd; the
+    # t quantile of the interval computed another way (1e-7 relative)
+    new = changed(OUTPUTS, ("metrics", "cv", "val_accuracy", "ci95_low"), -0.0200000001)
+    new = changed(new, ("metrics", "cv", "val_accuracy", "ci95_high"), 0.82)
+    assert canary.differences(OUTPUTS, new) == []
+    new = changed(new, ("metrics", "cv", "val_accuracy", "std"), 0.048)
+    assert canary.differences(OUTPUTS, new) == ["metrics.json cv.val_accuracy.std: 0.047 -> 0.048"]
+
+
 def test_tables_differ_in_a_number_or_the_row_count_not_in_a_column_of_one():
     history = ("reports/train/history.csv", 1, "val_acc")
     assert canary.differences(OUTPUTS, changed(OUTPUTS, history, "0.4333333373069764")) == [

@@ -18,7 +18,7 @@ from scipy import stats as sps
 from src.core import decide, errors, params
 from src.core.errors import ParamError
 from src.experiments import claim_spec, search_spec, sweep_spec
-from src.studies import claim_decisions, claims_report
+from src.studies import claim_costs, claim_decisions, claims_report, sweep_study
 from tests.conftest import REPO
 
 BASE = params.read_yaml(REPO / "params.yaml")
@@ -122,8 +122,10 @@ def load(data=None, searches=None) -> claim_spec.Claims:
     return claim_spec.parse(copy.deepcopy(data or CLAIMS), sweeps, searches, BASE)
 
 
-def experiments(sweep: str, values: dict[str, list[float]], states: dict | None = None) -> pd.DataFrame:
-    """An experiments.csv as src.study writes it: one row per configuration and seed."""
+def experiments(sweep: str, values: dict[str, list[float]], states: dict | None = None,
+                losses: dict[str, list[float]] | None = None) -> pd.DataFrame:
+    """An experiments.csv as src.study writes it: one row per configuration and seed; seed s
+    trained 10 + s fold-epochs in 100 (s + 1) seconds; ``losses``: its CV validation loss."""
     rows = []
     for config, accs in values.items():
         for seed, acc in enumerate(accs):
@@ -133,7 +135,9 @@ def experiments(sweep: str, values: dict[str, list[float]], states: dict | None 
                          "config": config, "name_config": config, "seed": seed, "state": state,
                          "reason": "", "cv_accuracy": acc if state == "completed" else math.nan,
                          "test_accuracy": acc, "params": 1000.0, "seconds_per_epoch": 1.0,
-                         "train_val_gap": 0.01})
+                         "train_val_gap": 0.01, "fold_epochs": 10.0 + seed,
+                         "train_seconds": 100.0 * (seed + 1)}
+                        | ({"cv_val_loss": losses[config][seed]} if losses else {}))
     return pd.DataFrame(rows)
 
 
@@ -160,7 +164,8 @@ def trials(k: int, best: float, n: int = 4) -> pd.DataFrame:
     accs = [0.80, best, 0.81] + [0.99] * (n - 3)  # trials >= 3 are beyond the claim's 3
     return pd.DataFrame({"name": [f"rs_r{k}--t{t:03d}--s{k}" for t in range(n)], "trial": range(n),
                          "seed": k, "state": ["completed"] * 2 + ["pruned"] + ["completed"] * (n - 3),
-                         "cv_accuracy": [a if t != 2 else math.nan for t, a in enumerate(accs)]})
+                         "cv_accuracy": [a if t != 2 else math.nan for t, a in enumerate(accs)],
+                         "epochs": 5.0, "train_seconds": 36.0})
 
 
 def studies(**changes) -> claim_decisions.Studies:
@@ -437,4 +442,101 @@ def test_the_door_refuses_all_commits_for_claims(monkeypatch):
 def test_a_sweeps_design_lives_in_sweeps_yaml_not_in_claims_yaml():
     data = CLAIMS | {"studies": {"s": {"max_seeds": 4}}}
     with pytest.raises(ParamError, match="studies: s is a sweep: its design .* live in sweeps.yaml"):
+        load(data)
+
+
+# --- what each verdict cost ----------------------------------------------------------------------
+
+def test_a_claims_cost_is_the_experiments_its_parts_read_and_the_totals_count_each_once():
+    claims, given = load(), studies()
+    by_id = {c.id: c for c in claims.claims}
+
+    def cost(i):
+        return claim_costs.claim_cost(by_id[i], claims, given)
+
+    one = cost(1)  # dropout=0.1 vs 0.0, 6 seeds each: seed s trained 10 + s fold-epochs in 100 (s+1) s
+    assert (one.count, one.fold_epochs) == (12, 2 * sum(10 + s for s in range(SEEDS)))
+    assert one.train_hours == pytest.approx(2 * sum(100 * (s + 1) for s in range(SEEDS)) / 3600)
+    assert cost(7).count == 4 * SEEDS       # an ANOVA term reads every cell of the grid
+    assert cost(9).count == 3 * SEEDS       # an LR range test, every rate
+    search = cost(10)                       # 3 of each replicate's 4 trials, and the whole grid9
+    assert search.count == 3 * SEEDS + 2 * SEEDS
+    assert search.fold_epochs == 3 * SEEDS * 5 + 2 * sum(10 + s for s in range(SEEDS))
+    assert cost(12).count == 5 * SEEDS and cost(5).count == 0  # `rest`: all of s; not run: none
+    text, table, _ = claims_report.build(claims, given)
+    # s (5 configurations), g, flat (4 each), lr (3), grid9 (2) at 6 seeds, and 3 trials of 6 searches
+    total = (5 + 4 + 4 + 3 + 2) * SEEDS + 3 * SEEDS
+    hours = ((5 + 4 + 4 + 3 + 2) * sum(100 * (s + 1) for s in range(SEEDS)) + 3 * SEEDS * 36) / 3600
+    assert (f"**These verdicts cost {total} experiments (each counted once, however many claims "
+            f"read it), ") in text
+    assert f" and {hours:,.2f} training hours (the training loops' wall time" in text
+    row = table[table["claim"] == 1].iloc[0]
+    assert (row["experiments"], row["fold_epochs"], row["cost_unrecorded"]) == (12, one.fold_epochs, 0)
+    assert row["train_hours"] == pytest.approx(one.train_hours)
+    assert row["procedure"] == "t test; TOST ±0.5 points" and row["looks_taken"] == 4
+    assert row["metric"] == "CV accuracy"
+    undecided = table[table["claim"] == 4].iloc[0]
+    assert undecided["claim_seeds_needed"] == undecided["seeds_needed"] > SEEDS - 1
+
+
+def test_experiments_of_studies_that_did_not_record_their_cost_are_counted_as_unrecorded():
+    old = experiments("s", S).drop(columns=["fold_epochs", "train_seconds"])
+    claims = load()
+    cost = claim_costs.claim_cost(claims.claims[0], claims, studies(experiments={"s": old}))
+    assert (cost.count, cost.unrecorded, cost.fold_epochs, cost.train_hours) == (12, 12, 0.0, 0.0)
+    text, table, _ = claims_report.build(claims, studies(experiments=studies().experiments | {"s": old}))
+    assert "| 1 | **holds** | CV accuracy | t test; TOST ±0.5 points | α 0.05, look 4 of 4 | 12 | " \
+           "not recorded | not recorded |  |" in text
+    assert math.isnan(table[table["claim"] == 1].iloc[0]["train_hours"])
+
+
+# --- the same claim on validation loss -----------------------------------------------------------
+
+LOSS_CLAIMS = CLAIMS | {"claims": [
+    claim(1, "s", {"a": "dropout=0.1", "b": "dropout=0.0", "expect": "better"}, loss_margin=0.02),
+    claim(2, "s", {"a": "dropout=0.0", "b": "dropout=0.4", "expect": "better"}, loss_margin=0.02),
+    claim(3, "s", {"a": "dropout=0.2", "b": "dropout=0.0", "expect": "better"})]}
+# dropout=0.1: the better accuracy and the lower loss; dropout=0.4: a worse accuracy but the
+# lowest loss (an accuracy claim and a loss claim that disagree)
+LOSSES = {"dropout=0.0": values(0.30, 0.001), "dropout=0.1": values(0.25, 0.001),
+          "dropout=0.2": values(0.30, 0.001), "dropout=0.3": values(0.30, 0.001),
+          "dropout=0.4": values(0.20, 0.001)}
+
+
+def test_a_claim_with_loss_margin_is_decided_on_validation_loss_too_lower_is_better():
+    given = studies(experiments=studies().experiments | {"s": experiments("s", S, losses=LOSSES)})
+    text, table, results = claims_report.build(load(LOSS_CLAIMS), given)
+    by_id = {r.claim.id: r for r in results}
+    assert (by_id[1].outcome, by_id[1].loss.outcome) == ("holds", "holds")  # a lower loss holds
+    assert (by_id[2].outcome, by_id[2].loss.outcome) == ("holds", "fails")  # 0.0's loss is higher
+    assert by_id[3].loss is None
+    a, b = np.array(LOSSES["dropout=0.1"]), np.array(LOSSES["dropout=0.0"])
+    ci = sps.ttest_rel(a, b).confidence_interval(1 - 0.05 / 4)
+    row = table[table["claim"] == 1].iloc[0]  # a - b in the loss's units: negative is better
+    assert row["loss_diff"] == pytest.approx(float(np.mean(a - b))) and row["loss_diff"] < 0
+    assert (row["loss_ci_low"], row["loss_ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert row["loss_verdict"] == "lower loss" and row["loss_margin"] == 0.02
+    assert row["metric"] == "CV accuracy; CV loss (±0.02)"
+    assert claims_report.agreement(by_id[2]) == "the two metrics disagree"
+    assert "| **fails** " in text.split("| 2 | claim 2 |")[1].split("\n")[0]
+    assert "the two metrics disagree" in text.split("| 2 | claim 2 |")[1].split("\n")[0]
+
+
+def test_a_loss_claim_on_a_study_without_the_loss_says_it_is_not_recorded():
+    text, table, results = claims_report.build(load(LOSS_CLAIMS), studies())
+    assert next(r for r in results if r.claim.id == 1).loss.outcome == claim_decisions.NOT_RECORDED
+    assert "| not recorded in the committed study |" in text
+    assert "validation loss: not recorded in the committed study" in text
+    assert math.isnan(table[table["claim"] == 1].iloc[0]["loss_diff"])
+    assert claim_decisions.LOSS in sweep_study.METRICS  # the study collects it from now on
+
+
+@pytest.mark.parametrize("data, message", [
+    (changed(0, loss_margin=0), r"claim 1: loss_margin = 0 must be a number in \(0, inf\)"),
+    (changed(0, loss_margin="0.02"), r"claim 1: loss_margin = '0.02' must be a number"),
+    (changed(6, loss_margin=0.02), r"claim 7: loss_margin needs contrasts of configurations"),
+    (changed(9, loss_margin=0.02), r"claim 10: loss_margin needs contrasts of configurations"),
+])
+def test_a_bad_loss_margin_is_refused_naming_the_claim_and_key(data, message):
+    with pytest.raises(ParamError, match=message):
         load(data)

@@ -810,9 +810,10 @@ def test_a_continued_study_decides_its_earlier_looks_as_they_were():
         assert continued[:4] == earlier[:4]
 
 
-@pytest.mark.parametrize("design, ok, df", [(CONTINUED, True, math.inf), (CONTINUED, True, 3.0),
-                                            (FORGETS, False, math.inf)],
-                         ids=["continued-normal", "continued-t3", "forgets-earlier-looks-normal"])
+@pytest.mark.parametrize("design, ok, df", [
+    pytest.param(CONTINUED, True, math.inf, id="continued-normal"),
+    pytest.param(CONTINUED, True, 3.0, id="continued-t3", marks=pytest.mark.slow),
+    pytest.param(FORGETS, False, math.inf, id="forgets-earlier-looks-normal", marks=pytest.mark.slow)])
 def test_a_continued_study_false_better_or_worse_at_most_alpha(design, ok, df):
     rng = np.random.default_rng(8)
     # a narrow margin keeps every null study open to the last looks, where the two differ

@@ -525,6 +525,24 @@ def test_a_study_reads_only_its_own_sweep_or_search(tmp_path, monkeypatch, name,
         study.main()
 
 
+def test_the_validation_loss_is_collected_and_kept_only_where_some_experiment_has_it():
+    commit_params = {"params": {"params.yaml": {"data": {"train": {"dropout": 0.3, "seed": 0}}}}}
+    with_loss = metrics(0.86) | {"cv": {"val_accuracy": {"mean": 0.86}, "val_loss": {"mean": 0.41}}}
+    shown = [{"rev": "c1", "name": "main", "data": commit_params, "experiments": [
+        exp_show_entry("dropout--dropout=0.5--s0", {"dropout": 0.5, "seed": 0}, with_loss, rev="a"),
+        exp_show_entry("dropout--dropout=0.0--s0", {"dropout": 0.0, "seed": 0}, metrics(0.84),
+                       rev="b")]}]
+    frame = sweep_study.experiments_frame(shown, DROPOUT).set_index("name")
+    assert frame.loc["dropout--dropout=0.5--s0", "cv_val_loss"] == 0.41
+    assert math.isnan(frame.loc["dropout--dropout=0.0--s0", "cv_val_loss"])  # metrics without it
+    rows = [(c, s, v) for c in ("dropout=0.3", "dropout=0.5") for s, v in enumerate((0.85, 0.86))]
+    older = experiments(rows)  # every committed study: no loss, the columns of before
+    assert "cv_val_loss" not in sweep_study.build_study(DROPOUT, older, plan=FIXED)["experiments.csv"]
+    newer = older.assign(cv_val_loss=0.3)
+    assert sweep_study.build_study(DROPOUT, newer, plan=FIXED)["experiments.csv"]["cv_val_loss"] \
+        .tolist() == [0.3] * 4
+
+
 # --- the decision metric (sweeps.yaml `metric:`) -------------------------------------------------
 
 SELECTING = sweep_spec.parse_sweep("dropout", {"grid": {"train.dropout": [0.3, 0.5]},

@@ -77,6 +77,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 from functools import lru_cache
 
 import numpy as np
@@ -85,8 +86,25 @@ from scipy import optimize, special
 from src.core import spending
 from src.core.stats import holm
 
-VERDICTS = ("better", "worse", "equivalent", "undecided", "not tested")
-DECIDED = frozenset({"better", "worse", "equivalent"})
+
+class Verdict(StrEnum):
+    """A comparison's verdict (module docstring). A ``str``: ``Verdict.BETTER == "better"``, and
+    CSV, JSON and report text write the plain word, as they did before it was an enum."""
+
+    BETTER = "better"
+    WORSE = "worse"
+    EQUIVALENT = "equivalent"
+    UNDECIDED = "undecided"
+    NOT_TESTED = "not tested"
+
+    @property
+    def differs(self) -> bool:
+        """Better or worse: the difference test rejected."""
+        return self in (Verdict.BETTER, Verdict.WORSE)
+
+
+VERDICTS = tuple(Verdict)
+DECIDED = frozenset({Verdict.BETTER, Verdict.WORSE, Verdict.EQUIVALENT})
 POWER = 0.8  # the power `seeds_needed` and `mdd` are computed for
 SEEDS_CAP = 1_000_000  # a larger sample size is reported as not estimable (None)
 # Values closer than this are equal. Accuracies arrive as float32 (torch) averaged over folds, so
@@ -234,7 +252,7 @@ def information(counts: Sequence[int], max_seeds: int) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: str  # one of VERDICTS
+    verdict: Verdict
     below_margin: bool  # better/worse, and TOST shows the difference is within ±margin
     diff: float  # mean paired difference candidate - baseline (Welch: difference of the means)
     ci_low: float  # the difference's two-sided (1 - alpha_diff) interval
@@ -259,13 +277,16 @@ class Decision:
     alpha_tost: float = math.nan  # the same for each of its one-sided TOST tests
     pooled: bool = False  # its sd and df pooled over the family (`family_t`), not its own pairs'
 
+    def __post_init__(self):
+        object.__setattr__(self, "verdict", Verdict(self.verdict))  # a plain word becomes a Verdict
+
     def label(self) -> str:
         """The verdict in words for a report, e.g. "equivalent within ±0.50 points"."""
-        if self.verdict in ("better", "worse"):
-            return f"{self.verdict}, by less than the margin" if self.below_margin else self.verdict
-        if self.verdict == "equivalent":
+        if self.verdict.differs:
+            return f"{self.verdict}, by less than the margin" if self.below_margin else str(self.verdict)
+        if self.verdict == Verdict.EQUIVALENT:
             return f"equivalent within ±{self.margin * 100:.2f} points"
-        if self.verdict == "undecided":
+        if self.verdict == Verdict.UNDECIDED:
             if self.seeds_needed is None:
                 return "undecided (seeds needed not estimable)"
             return f"undecided (needs ≈ {self.seeds_needed} seeds)"
@@ -674,8 +695,8 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
     # Before design.equivalence_from pairs TOST does not test: p = 1 keeps its share, level 0.
     early = [t.n < design.equivalence_from for t in stats]
     p_eq_tested = [1.0 if e else p for p, e in zip(p_eq, early)]
-    held_diff = sum(d.verdict not in ("better", "worse") for d in decided.values())
-    held_eq = sum(not (d.verdict == "equivalent" or d.below_margin) for d in decided.values())
+    held_diff = sum(not d.verdict.differs for d in decided.values())
+    held_eq = sum(not (d.verdict == Verdict.EQUIVALENT or d.below_margin) for d in decided.values())
     if design.spends:
         counts = counts or {}
         planned = [design.first_seeds + j for j in range(look - 1)]
@@ -693,24 +714,45 @@ def decide_tests(tests: Mapping[str, TStat], margin: float, design: Design, look
     out = {}
     for i, (c, t) in enumerate(zip(names, stats)):
         if not testable[i]:
-            out[c] = Decision("not tested", False, t.est, math.nan, math.nan, math.nan, math.nan,
+            out[c] = Decision(Verdict.NOT_TESTED, False, t.est, math.nan, math.nan, math.nan, math.nan,
                               math.nan, math.nan, t.n, t.sd, None, "", math.nan, margin, look)
             continue
         ci = _interval(t, a_diff[i])
         tost = _interval(t, 2.0 * a_eq[i]) if a_eq[i] > 0.0 else (math.nan, math.nan)
         if rej_diff[i]:
-            verdict, below = ("better" if t.est > 0 else "worse"), bool(rej_eq[i])
+            verdict, below = (Verdict.BETTER if t.est > 0 else Verdict.WORSE), bool(rej_eq[i])
         else:
-            verdict, below = ("equivalent" if rej_eq[i] else "undecided"), False
+            verdict, below = (Verdict.EQUIVALENT if rej_eq[i] else Verdict.UNDECIDED), False
         needed, needed_for, mdd = None, "", math.nan
         if plan:
             mdd = minimum_detectable_difference(t.n, t.sd, a_diff[i])
-            if verdict == "undecided":
+            if verdict == Verdict.UNDECIDED:
                 needed, needed_for = _plan(t, margin, a_diff[i], a_eq[i], design.equivalence_from)
         out[c] = Decision(verdict, below, t.est, ci[0], ci[1], tost[0], tost[1], adj_diff[i],
                           adj_eq[i], t.n, t.sd, needed, needed_for, mdd, margin, look,
                           a_diff[i], a_eq[i])
     return out
+
+
+def decide_once(tests: Mapping[str, TStat], margin: float, design: Design) -> dict[str, Decision]:
+    """The decisions of one family of comparisons taken once, from whatever seeds they have (a
+    study's fixed design, a claim's parts): `decide_tests` at the look the most pairs reach
+    (n - first_seeds + 1, between 1 and design.looks), so that a family read at whatever look a
+    study stopped keeps its error rate (Bonferroni over the looks)."""
+    most = max((t.n for t in tests.values()), default=0)
+    look = min(max(most - design.first_seeds + 1, 1), design.looks)
+    return decide_tests(tests, margin, design, look)
+
+
+def pair_test(candidate: Mapping[int, float], baseline: Mapping[int, float]) -> tuple[TStat, bool]:
+    """One comparison of two configurations' per-seed values ({seed: value}, finite): paired on
+    their seeds when both have the same seeds (or either has none: then not testable), else
+    Welch's (a configuration an adaptive study stopped early, a seed that diverged). The t
+    statistic, and whether it is paired."""
+    if candidate and baseline and set(candidate) != set(baseline):
+        return welch_t(list(candidate.values()), list(baseline.values())), False
+    seeds = sorted(set(candidate) & set(baseline))
+    return paired_t([candidate[s] - baseline[s] for s in seeds]), True
 
 
 def decide_family(diffs: Mapping[str, np.ndarray], margin: float, design: Design, look: int,

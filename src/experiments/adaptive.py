@@ -18,33 +18,33 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from src.core import atomic, decide, naming, paths
+from src.core import atomic, decide, naming, paths, seed_table
 from src.core.errors import TunelabError
-from src.core.status import Status, parse
+from src.core.status import parse
 from src.experiments import backends, carried, dvc_queue, estimate, shared_runner, sweep_runner, sweep_spec
 from src.experiments.exp_show import Outcome
 from src.experiments.shared_study import Settings
 
 
+def runs_of_outcomes(outcomes: dict[str, Outcome], sweep: str) -> list[seed_table.Run]:
+    """The experiments of ``sweep`` among ``outcomes`` (by name) as the one table reads them."""
+    runs = []
+    for name, outcome in outcomes.items():
+        parsed = naming.parse_name(name)
+        if parsed is not None and parsed["sweep"] == sweep:
+            runs.append(seed_table.Run(parsed["config"], int(parsed["seed"]), outcome.state, {
+                m: getattr(outcome, m, None) for m in sweep_spec.METRICS}))
+    return runs
+
+
 def cv_by_seed(outcomes: dict[str, Outcome], sweep: str,
                metric: str = sweep_spec.CV_METRIC) -> dict[str, dict[int, float]]:
-    """{config label: {seed: accuracy}} of the experiments of ``sweep`` that finished: NaN for a
-    run that diverged or was pruned (a result, but no accuracy); failed runs are left out (they
-    are queued again). ``outcomes``: by the asked experiments' names, matched by identity
-    (:func:`sweep_runner.matched`). ``metric``: the design's (sweep_spec.METRICS); where a
-    finished experiment lacks it (it ran before the selection set existed), CV accuracy for all,
-    as the study decides (src/studies/sweep_study.py, ``study_metric``)."""
-    finished = {name: outcome for name, outcome in outcomes.items()
-                if (parsed := naming.parse_name(name)) is not None and parsed["sweep"] == sweep
-                and outcome.state != Status.FAILED}
-    if any(o.state.usable and getattr(o, metric) is None for o in finished.values()):
-        metric = sweep_spec.CV_METRIC
-    values: dict[str, dict[int, float]] = {}
-    for name, outcome in finished.items():
-        parsed, value = naming.parse_name(name), getattr(outcome, metric)
-        ok = outcome.state.usable and value is not None and math.isfinite(value)
-        values.setdefault(parsed["config"], {})[int(parsed["seed"])] = value if ok else math.nan
-    return values
+    """{config label: {seed: value}} of the experiments of ``sweep``: the one per-seed table
+    (src/core/seed_table.py: failed runs left out, as they are queued again; NaN for a run that
+    diverged or was pruned; ``metric``, or CV accuracy where a finished experiment lacks it, as
+    the study decides). ``outcomes``: by the asked experiments' names, matched by identity
+    (:func:`sweep_runner.matched`)."""
+    return seed_table.by_seed(runs_of_outcomes(outcomes, sweep), metric)
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def continued_design(sweep: sweep_spec.Sweep, every: list[sweep_spec.Experiment]
     only the alpha those left (decide.Design's ``continues``; src/core/decide.py). A study that
     was already continued keeps its continuation; one whose recorded design took its last look
     has no alpha left and keeps its design."""
-    plain = decide.Design(first, last, method=sweep.design.method)
+    plain = sweep.design.decision(first, last)
     committed = carried.committed_design(sweep.name)
     if committed is None or (committed.get("method", decide.LEGACY_METHOD) == sweep.design.method
                              and "continues" not in committed):

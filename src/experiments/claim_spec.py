@@ -22,6 +22,10 @@ best configuration of a sweep, per seed). E is better | worse | equivalent | not
 claim says of the contrast); T is detectable | not_detectable. How a part and a claim are decided
 from the data: src/studies/claim_decisions.py.
 
+A claim whose authors ranked by a loss may declare `loss_margin` (in the loss's units: mean
+cross-entropy, nats): its contrasts are then decided on CV validation loss as well (lower is
+better), beside the accuracy verdict.
+
 A replicate is a seed of a sweep (train.seed), or replicate k of a search set: the search SET_r<k>,
 which must declare sampler seed k and fix train.seed k, so that replicate k of a grid sweep and of a
 search share their training seed. A sweep's adaptive design (first and most seeds) and margin are
@@ -36,7 +40,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.core import naming, params, paths
+from src.core import decide, naming, params, paths
 from src.core.errors import ParamError
 from src.experiments import search_spec, sweep_spec
 
@@ -45,7 +49,7 @@ TERM_EXPECTS = ("detectable", "not_detectable")
 LR_KEYS = ("steepest_lr", "min_loss_lr", "max_lr_onecycle")
 DEFAULTS = {"alpha": 0.05, "margin": 0.005, "first_seeds": 3, "max_seeds": 6}
 CLAIM_FIELDS = {"id", "claim", "source", "figure", "study", "test", "alpha", "margin", "fidelity",
-                "note", "diverged"}
+                "note", "diverged", "loss_margin"}
 TOP_FIELDS = {"defaults", "sources", "studies", "claims"}
 
 
@@ -87,10 +91,9 @@ class Part:
         return (len(self.a) == 1 and len(self.b) == 1 and self.a[0][1] == 1.0 == self.b[0][1])
 
 
-@dataclass(frozen=True)
-class Design:
-    first_seeds: int
-    max_seeds: int
+# A claim's and a study's design is the decisions' one (src/core/decide.py): first and most
+# seeds, the claim's alpha, Bonferroni over the looks (the claims' boundary, module docstring).
+Design = decide.Design
 
 
 FIDELITY_KEYS = ("prepare.train_size", "prepare.cv_folds", "train.epochs")
@@ -124,6 +127,9 @@ class Claim:
     note: str = ""         # how the claim is read, where that is a choice
     diverged_as_chance: bool = False  # a diverged run counts as chance accuracy (trainability)
     trained_at: str = ""   # the fidelity of what it compares (:func:`fidelity`)
+    # Also decided on CV validation loss (lower is better) within this margin, in the loss's units
+    # (mean cross-entropy, nats); None: on CV accuracy alone.
+    loss_margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -401,7 +407,8 @@ def parse_claim(spec, ctx: _Context, defaults: dict, sources: dict, designs: dic
     # A contrast across studies pairs them by replicate: it has at most as many replicates, so
     # looks, as the study with the fewest (a grid sweep of max 10 seeds against a search set of
     # 6 replicates gets 6, not a design of 10 that spends alpha on looks that never come).
-    design = Design(min(d.first_seeds for d in chosen), min(d.max_seeds for d in chosen))
+    alpha = _number(spec.get("alpha", defaults["alpha"]), where, 0.0, 0.5, "alpha")
+    design = Design(min(d.first_seeds for d in chosen), min(d.max_seeds for d in chosen), alpha)
     diverged = spec.get("diverged")
     _require(diverged in (None, "chance"), f"{where}: diverged = {diverged!r}; allowed: chance")
     configs = [c for c in sweep.configs if sweep.label(c) in
@@ -414,14 +421,20 @@ def parse_claim(spec, ctx: _Context, defaults: dict, sources: dict, designs: dic
                 configs += [s.fixed for s in ctx.used_sets[best.study]]
     if not configs and sweep:  # an lr_range or term part reads the whole sweep
         configs = list(sweep.configs)
+    loss_margin = spec.get("loss_margin")
+    if loss_margin is not None:
+        loss_margin = _number(loss_margin, where, 0.0, math.inf, "loss_margin")
+        _require(all(p.kind == "contrast" and not p.best_a for p in parts),
+                 f"{where}: loss_margin needs contrasts of configurations (experiments.csv has a "
+                 "validation loss; an ANOVA term, an LR range test or a best-of arm has none)")
     return Claim(spec["id"], spec["claim"].strip(), sources[spec["source"]], spec["figure"].strip(),
                  spec.get("study") or "", tuple(parts),
-                 _number(spec.get("alpha", defaults["alpha"]), where, 0.0, 0.5, "alpha"),
+                 alpha,
                  _number(spec.get("margin", sweep.design.margin if sweep else defaults["margin"]),
                          where, 0.0, 1.0, "margin"),
                  design, studies, str(spec.get("fidelity") or "").strip(),
                  str(spec.get("note") or "").strip(), diverged == "chance",
-                 fidelity(configs, base))
+                 fidelity(configs, base), loss_margin)
 
 
 def parse(data: dict, sweeps: dict[str, sweep_spec.Sweep], searches: dict[str, search_spec.Search],

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from src.core import decide, identity, naming, params, paths
+from src.core import decide, identity, naming, params, paths, seed_table
 from src.core.errors import ParamError, TunelabError
 from src.core.naming import config_label, format_value
 
@@ -30,13 +30,14 @@ DESIGN_FIELDS = ("margin", "seeds", "max_seeds", "method", "metric")
 # What a study decides on, per experiment the mean over its fold models: their CV validation
 # accuracy (each on its own held-out fold), or their accuracy on the selection set (all on the
 # same prepare.selection_size images). The names are the experiments table's columns.
-CV_METRIC = "cv_accuracy"
+CV_METRIC = seed_table.CV_METRIC
 METRICS = (CV_METRIC, "selection_accuracy")
 
 
 @dataclass(frozen=True)
 class StudyDesign:
-    """How a sweep's study decides: the practical margin and the adaptive seeds.
+    """How a sweep's study decides, as sweeps.yaml says it: the practical margin and the adaptive
+    seeds (:meth:`decision` makes the decisions' ``decide.Design`` of them).
 
     ``margin``: the smallest difference in CV accuracy that matters (a fraction: 0.005 = 0.5
     accuracy points); smaller differences can be shown `equivalent`. ``seeds``: the seeds every
@@ -48,6 +49,15 @@ class StudyDesign:
     max_seeds: int = 10
     method: str = decide.DEFAULT_METHOD
     metric: str = CV_METRIC
+
+    def decision(self, first: int | None = None, last: int | None = None,
+                 method: str | None = None) -> decide.Design:
+        """The decisions' design (src/core/decide.py, the one Design type) of these seeds and
+        method, or of the given ones (flags, a recorded design); the margin and the metric stay
+        here: the decisions take them as arguments."""
+        return decide.Design(self.seeds if first is None else first,
+                             self.max_seeds if last is None else last,
+                             method=self.method if method is None else method)
 
 
 def parse_design(where: str, spec: dict, inherited: StudyDesign) -> StudyDesign:

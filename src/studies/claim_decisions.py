@@ -40,23 +40,47 @@ How a claim is decided (also the header of reports/claims.md):
      beyond the margin; else undecided.
 5. A claim: fails if a part fails; else undecided if a part is undecided; else equivalent if a
    part is equivalent; else holds. "Not run" when a study it reads has no committed results.
+6. A claim whose authors ranked by a loss declares `loss_margin` (claims.yaml, in the loss's
+   units: mean cross-entropy, nats) and is decided a second time, by rules 2-5 on its CV
+   validation loss (mean over folds, final epoch; lower is better, so "better" is a lower loss;
+   a diverged run counts as ln(10), a uniform guess, where diverged runs count as chance),
+   against ±loss_margin. The two verdicts are shown side by side and where they differ the page
+   says so; the accuracy verdict is the one counted above. A study whose experiments did not
+   record the loss says so ("not recorded").
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 
-from src.core import decide, params, paths, stats
+from src.core import decide, params, paths, seed_table, stats
+from src.core.decide import Verdict
 from src.core.status import usable
 from src.experiments import claim_spec, sweep_spec
 from src.experiments.claim_spec import Best, Claim, Part
 
-OUTCOMES = ("holds", "fails", "equivalent", "undecided", "not run")
-CHANCE = 1.0 / params.N_CLASSES
+
+class ClaimOutcome(StrEnum):
+    """A claim's or a part's outcome (module docstring, rules 4-5); a ``str`` that claims.md and
+    claims.csv write as the plain word."""
+
+    HOLDS = "holds"
+    FAILS = "fails"
+    EQUIVALENT = "equivalent"
+    UNDECIDED = "undecided"
+    NOT_RUN = "not run"
+
+
+OUTCOMES = tuple(ClaimOutcome)
+CHANCE = seed_table.CHANCE
+LOSS = "cv_val_loss"  # experiments.csv's CV validation loss (sweep_study.METRICS: cv.val_loss.mean)
+CHANCE_LOSS = math.log(params.N_CLASSES)  # the cross-entropy of a uniform guess
+NOT_RECORDED = "not recorded"  # a loss decision whose study has no validation loss
 JOBS = 2  # the workers the run commands ask for
 LR_LINK = paths.LR_FIND_SUGGESTION.relative_to(paths.CLAIMS_REPORT.parent).as_posix()
 
@@ -73,7 +97,7 @@ class Studies:
 @dataclass
 class PartResult:
     part: Part
-    outcome: str
+    outcome: ClaimOutcome
     decision: decide.Decision | None = None  # a term's: its widest 1-df contrast
     detail: str = ""
     verdict: str = ""      # when not the decision's label (an ANOVA term's)
@@ -91,16 +115,26 @@ class PartResult:
 @dataclass
 class ClaimResult:
     claim: Claim
-    outcome: str
+    outcome: ClaimOutcome
     parts: list[PartResult]
     missing: list[str]   # the commands that would run the studies it lacks
     links: list[str]     # reports it reads, relative to reports/
     looks: int = 1
+    loss: LossResult | None = None  # the same claim on CV validation loss (:func:`decide_loss`)
 
     @property
     def shown(self) -> PartResult | None:
         """The part that decides the claim: the first with the claim's outcome."""
         return next((r for r in self.parts if r.outcome == self.outcome), None)
+
+
+@dataclass
+class LossResult:
+    """A claim decided on CV validation loss, lower is better (claims that declare loss_margin).
+    The decisions are of minus the loss, so that "better" means a lower loss, as on accuracy."""
+    outcome: str                # as a claim's (OUTCOMES), or NOT_RECORDED
+    parts: list[PartResult]
+    margin: float               # in the loss's units (nats)
 
 
 # --- numbers in words (the parts' notes here, the page in claims_report) ----------------------
@@ -121,30 +155,15 @@ def interval(d: decide.Decision | None) -> str:
 
 # --- the values of a study -----------------------------------------------------------------------
 
+def _table(frame: pd.DataFrame | None, chance: bool) -> dict[str, dict[int, float]]:
+    """config -> seed -> CV accuracy: the one per-seed table (src/core/seed_table.py: failed runs
+    left out, NaN for a diverged or pruned one, or chance for a diverged one if asked)."""
+    return seed_table.by_seed(seed_table.runs_of_frame(frame), seed_table.CV_METRIC, chance)
+
+
 def _values(frame: pd.DataFrame | None, chance: bool) -> dict[str, dict[int, float]]:
-    """config -> seed -> CV accuracy of the usable experiments (diverged ones at chance if asked)."""
-    if frame is None or frame.empty:
-        return {}
-    frame = frame.copy()
-    if chance:
-        diverged = frame["state"] == "diverged"
-        frame.loc[diverged, "cv_accuracy"] = CHANCE
-        frame.loc[diverged, "state"] = "completed"
-    ok = usable(frame)
-    if "timestamp" in ok:
-        ok = ok.sort_values("timestamp", kind="stable")
-    ok = ok.drop_duplicates(["config", "seed"], keep="last")
-    out: dict[str, dict[int, float]] = {}
-    for row in ok.itertuples():
-        out.setdefault(str(row.config), {})[int(row.seed)] = float(row.cv_accuracy)
-    return out
-
-
-def _run_seeds(frame: pd.DataFrame | None) -> dict[str, set[int]]:
-    """config -> the seeds that ran, whatever their outcome."""
-    if frame is None or frame.empty:
-        return {}
-    return {str(c): {int(s) for s in g["seed"]} for c, g in frame.groupby("config")}
+    """The values the statistics use: the table's finite ones."""
+    return seed_table.finite(_table(frame, chance))
 
 
 def search_best(trials: pd.DataFrame | None, n_trials: int) -> float | None:
@@ -169,9 +188,10 @@ def best_values(best: Best, claims: claim_spec.Claims, studies: Studies) -> dict
                 out[k] = value
         return out
     sweep, frame = claims.sweeps[best.study], studies.experiments.get(best.study)
-    values, ran = _values(frame, False), _run_seeds(frame)
+    ran = _table(frame, False)
+    values = seed_table.finite(ran)
     labels = [sweep.label(c) for c in sweep.configs]
-    seeds = set.intersection(*(ran.get(label, set()) for label in labels))
+    seeds = set.intersection(*(set(ran.get(label, {})) for label in labels))
     out = {}
     for seed in sorted(seeds):  # every configuration ran at this seed; the best of those with a value
         got = [values[label][seed] for label in labels if seed in values.get(label, {})]
@@ -182,40 +202,37 @@ def best_values(best: Best, claims: claim_spec.Claims, studies: Studies) -> dict
 
 # --- decisions -----------------------------------------------------------------------------------
 
-def judge(decision: decide.Decision, expect: str) -> str:
+def judge(decision: decide.Decision, expect: str) -> ClaimOutcome:
     """A part's outcome from its decision and what the claim expects (module docstring, rule 4)."""
     verdict, below = decision.verdict, decision.below_margin
-    if verdict == "not tested":
-        return "undecided"
-    if expect in ("better", "worse"):
-        against = "worse" if expect == "better" else "better"
-        return {expect: "holds", against: "fails", "equivalent": "equivalent"}.get(verdict, "undecided")
-    if expect == "equivalent":
-        if verdict == "equivalent" or below:
-            return "holds"
-        return "fails" if verdict in ("better", "worse") else "undecided"
+    if expect in (Verdict.BETTER, Verdict.WORSE):
+        against = Verdict.WORSE if expect == Verdict.BETTER else Verdict.BETTER
+        return {expect: ClaimOutcome.HOLDS, against: ClaimOutcome.FAILS,
+                Verdict.EQUIVALENT: ClaimOutcome.EQUIVALENT}.get(verdict, ClaimOutcome.UNDECIDED)
+    if expect == Verdict.EQUIVALENT:
+        if verdict == Verdict.EQUIVALENT or below:
+            return ClaimOutcome.HOLDS
+        return ClaimOutcome.FAILS if verdict.differs else ClaimOutcome.UNDECIDED
     if expect == "not_worse":
-        if verdict in ("better", "equivalent") or (verdict == "worse" and below):
-            return "holds"
-        return "fails" if verdict == "worse" else "undecided"
+        if verdict in (Verdict.BETTER, Verdict.EQUIVALENT) or (verdict == Verdict.WORSE and below):
+            return ClaimOutcome.HOLDS
+        return ClaimOutcome.FAILS if verdict == Verdict.WORSE else ClaimOutcome.UNDECIDED
     raise ValueError(f"unknown expectation {expect!r}")
 
 
-def combine(outcomes: list[str]) -> str:
+def combine(outcomes: list[str]) -> ClaimOutcome:
     """A claim's outcome from its parts' (module docstring, rule 5)."""
-    for outcome in ("fails", "undecided", "equivalent"):
+    for outcome in (ClaimOutcome.FAILS, ClaimOutcome.UNDECIDED, ClaimOutcome.EQUIVALENT):
         if outcome in outcomes:
             return outcome
-    return "holds"
+    return ClaimOutcome.HOLDS
 
 
 def _contrast(part: Part, values: dict[str, dict[int, float]]) -> decide.TStat:
     """The part's t statistic: paired on the common seeds, or Welch for two configurations whose
     seed sets differ."""
     if part.is_pair:
-        a, b = values.get(part.a[0][0], {}), values.get(part.b[0][0], {})
-        if set(a) != set(b) and len(a) and len(b):
-            return decide.welch_t(list(a.values()), list(b.values()))
+        return decide.pair_test(values.get(part.a[0][0], {}), values.get(part.b[0][0], {}))[0]
     terms = [(label, w) for label, w in part.a] + [(label, -w) for label, w in part.b]
     seeds = sorted(set.intersection(*(set(values.get(label, {})) for label, _ in terms)))
     return decide.paired_t([math.fsum(w * values[label][s] for label, w in terms) for s in seeds])
@@ -227,18 +244,8 @@ def _best_contrast(part: Part, claims, studies) -> decide.TStat:
     return decide.paired_t([a[k] - b[k] for k in keys])
 
 
-def _design(claim: Claim) -> decide.Design:
-    return decide.Design(claim.design.first_seeds, claim.design.max_seeds, claim.alpha)
-
-
-def _look(design: decide.Design, n: int) -> int:
-    return min(max(n - design.first_seeds + 1, 1), design.looks)
-
-
 def _family(tests: dict[str, decide.TStat], claim: Claim) -> dict[str, decide.Decision]:
-    design = _design(claim)
-    look = _look(design, max((t.n for t in tests.values()), default=0))
-    return decide.decide_tests(tests, claim.margin, design, look)
+    return decide.decide_once(tests, claim.margin, claim.design)
 
 
 def _grid_rows(sweep: sweep_spec.Sweep, frame: pd.DataFrame, chance: bool) -> pd.DataFrame:
@@ -261,22 +268,24 @@ def _anova(sweep, frame, chance) -> tuple[pd.DataFrame | None, str]:
 
 def _decide_term(claim: Claim, part: Part, sweep, frame) -> PartResult:
     table, note = _anova(sweep, frame, claim.diverged_as_chance)
-    design = _design(claim)
+    design = claim.design
     values = _values(frame, claim.diverged_as_chance)
     contrasts = {name: Part(name, "contrast", "equivalent", weights)
                  for name, weights in claim_spec.term_contrasts(sweep, part.term).items()}
     decisions = _family({n: _contrast(p, values) for n, p in contrasts.items()}, claim)
     if table is None:
-        return PartResult(part, "undecided", None, note)
+        return PartResult(part, ClaimOutcome.UNDECIDED, None, note)
     p = float(table.loc[part.term, "p_value"])
     n = int(table.loc["Residual", "df"] + len(sweep.configs))
     level = design.look_alpha
     detectable = p < level
-    equivalent = all(d.verdict == "equivalent" or d.below_margin for d in decisions.values())
+    equivalent = all(d.verdict == Verdict.EQUIVALENT or d.below_margin for d in decisions.values())
     if part.expect == "detectable":
-        outcome = "holds" if detectable else "equivalent" if equivalent else "undecided"
+        outcome = ClaimOutcome.HOLDS if detectable else \
+            ClaimOutcome.EQUIVALENT if equivalent else ClaimOutcome.UNDECIDED
     else:
-        outcome = "fails" if detectable else "holds" if equivalent else "undecided"
+        outcome = ClaimOutcome.FAILS if detectable else \
+            ClaimOutcome.HOLDS if equivalent else ClaimOutcome.UNDECIDED
     widest = max(decisions.values(), key=lambda d: abs(d.diff) if math.isfinite(d.diff) else -1)
     eta = table.loc[part.term, "partial_eta_sq"]
     verdict = f"{'detectable' if detectable else 'not detectable'} at n = {n} experiments"
@@ -295,25 +304,27 @@ def _decide_lr(claim: Claim, part: Part, sweep, frame, suggestion: dict) -> Part
     head = f"suggestion {part.lr_key} = {lr:.3g}; grid rates within x{part.within:g}: " + \
         (", ".join(near) if near else "none")
     if not near:
-        return PartResult(part, "fails", None, head, f"no rate of the sweep within x{part.within:g}")
+        return PartResult(part, ClaimOutcome.FAILS, None, head,
+                          f"no rate of the sweep within x{part.within:g}")
     values = _values(frame, claim.diverged_as_chance)
     pairs = {f"{c} vs {o}": Part(f"{c} vs {o}", "contrast", "not_worse", ((c, 1.0),), ((o, 1.0),))
              for c in near for o in rates if o != c}
     decisions = _family({n: _contrast(p, values) for n, p in pairs.items()}, claim)
     verdicts = {c: [judge(decisions[f"{c} vs {o}"], "not_worse") for o in rates if o != c]
                 for c in near}
-    good = [c for c in near if all(v == "holds" for v in verdicts[c])]
-    beaten = [c for c in near if "fails" in verdicts[c]]
-    outcome = "holds" if good else "fails" if len(beaten) == len(near) else "undecided"
+    good = [c for c in near if all(v == ClaimOutcome.HOLDS for v in verdicts[c])]
+    beaten = [c for c in near if ClaimOutcome.FAILS in verdicts[c]]
+    outcome = ClaimOutcome.HOLDS if good else \
+        ClaimOutcome.FAILS if len(beaten) == len(near) else ClaimOutcome.UNDECIDED
     chosen = good[0] if good else near[0]
     worst = min((decisions[f"{chosen} vs {o}"] for o in rates if o != chosen),
                 key=lambda d: d.diff if math.isfinite(d.diff) else math.inf)
     detail = head + "; " + "; ".join(
         f"{name}: {d.label()} ({points(d.diff, signed=True)} points)" for name, d in decisions.items())
-    verdict = {"holds": f"{chosen} (x{max(rates[chosen] / lr, lr / rates[chosen]):.2g} from the "
+    verdict = {ClaimOutcome.HOLDS: f"{chosen} (x{max(rates[chosen] / lr, lr / rates[chosen]):.2g} from the "
                         "suggestion) is not worse than any other rate",
-               "fails": "every rate within the factor is beaten beyond the margin",
-               "undecided": f"{chosen}: not yet shown to be as good as every other rate"}[outcome]
+               ClaimOutcome.FAILS: "every rate within the factor is beaten beyond the margin",
+               ClaimOutcome.UNDECIDED: f"{chosen}: not yet shown to be as good as every other rate"}[outcome]
     return PartResult(part, outcome, worst, detail, verdict)
 
 
@@ -377,14 +388,14 @@ def open_configs(name: str, claims: claim_spec.Claims, studies: Studies) -> list
     claims that compare it with something else."""
     sweep = claims.sweeps[name]
     labels = [sweep.label(c) for c in sweep.configs]
-    ran = {label: len(v) for label, v in _values(studies.experiments.get(name), False).items()}
+    ran = {label: len(v) for label, v in _table(studies.experiments.get(name), False).items()}
     wanted: set[str] = set()
     for claim in claims.claims:
         if name not in claim.studies:
             continue
         result = decide_claim(claim, claims, studies)
-        for pr in result.parts or [PartResult(p, "undecided") for p in claim.parts]:
-            if pr.outcome != "undecided":
+        for pr in result.parts or [PartResult(p, ClaimOutcome.UNDECIDED) for p in claim.parts]:
+            if pr.outcome != ClaimOutcome.UNDECIDED:
                 continue
             grid = any(b and b.kind == "grid" and b.study == name for b in (pr.part.best_a, pr.part.best_b))
             whole = pr.part.kind in ("term", "lr_range") or grid
@@ -401,9 +412,9 @@ def decide_claim(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> C
     links = [link for s in claim.studies for link in report_links(s, claims, studies)]
     if needs_lr and LR_LINK in studies.reports:
         links.append(LR_LINK)
-    looks = _design(claim).looks
+    looks = claim.design.looks
     if missing:
-        return ClaimResult(claim, "not run", [], missing, links, looks)
+        return ClaimResult(claim, ClaimOutcome.NOT_RUN, [], missing, links, looks)
     sweep = claims.sweeps.get(claim.study)
     frame = studies.experiments.get(claim.study)
     kind = claim.parts[0].kind
@@ -423,3 +434,43 @@ def decide_claim(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> C
             results.append(PartResult(p, judge(decisions[p.name], p.expect), decisions[p.name],
                                       "; ".join(n for n in notes if n)))
     return ClaimResult(claim, combine([r.outcome for r in results]), results, [], links, looks)
+
+
+# --- the same claim on validation loss -----------------------------------------------------------
+
+def loss_frame(frame: pd.DataFrame, chance: bool) -> pd.DataFrame:
+    """``frame`` with its CV accuracy replaced by minus its CV validation loss (so that higher is
+    better and :func:`_values` keeps the same experiments by the same rule); an experiment without
+    a recorded loss has none. With ``chance`` a diverged run counts as the loss of a uniform guess,
+    ln(10)."""
+    frame = frame.copy()
+    loss = pd.to_numeric(frame[LOSS], errors="coerce") if LOSS in frame else np.nan
+    frame["cv_accuracy"] = np.where(frame["cv_accuracy"].notna(), -loss, np.nan)
+    if chance:
+        diverged = frame["state"] == "diverged"
+        frame.loc[diverged, "cv_accuracy"] = -CHANCE_LOSS
+        frame.loc[diverged, "state"] = "completed"
+    return frame
+
+
+def has_loss(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and LOSS in frame and bool(pd.to_numeric(frame[LOSS], errors="coerce")
+                                                         .notna().any())
+
+
+def decide_loss(claim: Claim, claims: claim_spec.Claims, studies: Studies) -> LossResult | None:
+    """The claim's contrasts decided on CV validation loss within its loss_margin (rules 2-5 on
+    minus the loss), beside the accuracy verdict; None for a claim without loss_margin; outcome
+    NOT_RECORDED when its study's experiments have no validation loss, "not run" without them."""
+    if claim.loss_margin is None:
+        return None
+    frame = studies.experiments.get(claim.study)
+    if not has_results(claim.study, claims, studies):
+        return LossResult("not run", [], claim.loss_margin)
+    if not has_loss(frame):
+        return LossResult(NOT_RECORDED, [], claim.loss_margin)
+    values = _values(loss_frame(frame, claim.diverged_as_chance), False)
+    decisions = _family({p.name: _contrast(p, values) for p in claim.parts},
+                        replace(claim, margin=claim.loss_margin))
+    parts = [PartResult(p, judge(decisions[p.name], p.expect), decisions[p.name]) for p in claim.parts]
+    return LossResult(combine([r.outcome for r in parts]), parts, claim.loss_margin)

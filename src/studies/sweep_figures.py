@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from src.core import naming, stats
+from src.core.decide import Verdict
 from src.experiments import sweep_spec
 
 VAL_COLOR, TRAIN_COLOR, BASE_COLOR, FRONT_COLOR = "tab:blue", "tab:green", "tab:orange", "tab:red"
@@ -323,8 +324,9 @@ def pareto(summary: pd.DataFrame, baseline: str) -> Figure:
     return fig
 
 
-VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue",
-                  "undecided": "0.45", "not tested": "0.65"}
+VERDICT_COLORS = {Verdict.BETTER: "tab:green", Verdict.WORSE: "tab:red",
+                  Verdict.EQUIVALENT: "tab:blue", Verdict.UNDECIDED: "0.45",
+                  Verdict.NOT_TESTED: "0.65"}
 
 
 def forest(summary: pd.DataFrame, baseline: str, margin: float) -> Figure:

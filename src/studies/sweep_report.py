@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from src.core import decide, naming
+from src.core.decide import Verdict
 from src.core.naming import format_value
 from src.core.status import Status, usable
 from src.experiments import sweep_spec
@@ -36,12 +37,12 @@ def finding(row, baseline: str, spends: bool = False) -> str:
     """e.g. "dropout=0.5: equivalent to dropout=0.3 within ±0.50 points (diff -0.10 points,
     interval -0.35…+0.15, TOST p = 0.004; 6 seeds, decided at look 4)"."""
     decision = str(row.decision)
-    if decision in ("better", "worse"):
+    if decision in (Verdict.BETTER, Verdict.WORSE):
         said = f"{row.verdict} than {baseline}" if not row.below_margin else \
             f"{decision} than {baseline}, by less than the margin"
-    elif decision == "equivalent":
+    elif decision == Verdict.EQUIVALENT:
         said = str(row.verdict).replace("equivalent", f"equivalent to {baseline}", 1)
-    elif decision == "undecided":
+    elif decision == Verdict.UNDECIDED:
         need = f"about {int(row.seeds_needed)} seeds per configuration would decide it " \
                f"({row.needed_for})" if np.isfinite(row.seeds_needed) else \
             "the seeds that would decide it cannot be estimated"
@@ -152,9 +153,9 @@ def design_lines(summary: pd.DataFrame, source: str, compute: dict | None,
 
 def seeds_note(row) -> str:
     """How many seeds a configuration got, and why: its decision's look, or the design's end."""
-    if row.decision in ("better", "worse", "equivalent"):
+    if row.decision in decide.DECIDED:
         return f"{int(row.seeds_used)} (decided at look {int(row.look)})"
-    if row.decision == "undecided":
+    if row.decision == Verdict.UNDECIDED:
         return f"{int(row.seeds_used)} (undecided after {int(row.look)} of {int(row.looks)} looks)"
     return str(row.n)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from src.core import decide, identity, naming, paths, stats
+from src.core import decide, identity, naming, paths, seed_table, stats
 from src.core.errors import TunelabError
 from src.core.status import Status, parse, usable
 from src.experiments import adaptive, carried, exp_show, sweep_spec
@@ -33,7 +33,9 @@ METRICS = {  # experiment column -> path in metrics.json
     "params": ("model", "params"), "seconds_per_epoch": ("time", "seconds_per_epoch"),
     "train_val_gap": ("cv", "train_val_gap"), "fold_epochs": ("time", "epochs"),
     "train_seconds": ("time", "train_seconds"),
-    "selection_accuracy": ("selection", "accuracy", "mean")}  # experiments.csv: only when some have it
+    "selection_accuracy": ("selection", "accuracy", "mean"),  # experiments.csv: only when some have it
+    "cv_val_loss": ("cv", "val_loss", "mean")}  # the same (claims decided on loss as well read it)
+OPTIONAL = ("selection_accuracy", "cv_val_loss")  # columns of METRICS kept only when some have them
 DESIGN_FILE = "design.json"  # an adaptive study's design, beside its report (study_plan)
 COMPARISON = ["diff", "diff_ci_low", "diff_ci_high", "test_used", "p_value", "p_holm",
               "effect_size", "decision", "verdict", "below_margin", "p_tost", "tost_low",
@@ -195,10 +197,8 @@ def has_values(frame: pd.DataFrame, column: str) -> bool:
 def study_metric(frame: pd.DataFrame, wanted: str) -> str:
     """The metric a study decides on: ``wanted`` (the design's), but CV accuracy where a usable
     experiment lacks ``wanted`` (one that ran before the selection set existed, carried over from
-    a committed study): one study compares one metric."""
-    ok = usable(frame)
-    has_all = wanted in ok and len(ok) > 0 and bool(ok[wanted].notna().all())
-    return wanted if wanted == sweep_spec.CV_METRIC or has_all else sweep_spec.CV_METRIC
+    a committed study): one study compares one metric (src/core/seed_table.py)."""
+    return seed_table.chosen_metric(seed_table.runs_of_frame(frame, [wanted]), wanted)
 
 
 def seed_sets(frame: pd.DataFrame) -> dict[str, frozenset[int]]:
@@ -279,15 +279,10 @@ def _design(first: int, last: int, method: str = decide.LEGACY_METHOD) -> decide
 
 def values_by_seed(frame: pd.DataFrame,
                    metric: str = sweep_spec.CV_METRIC) -> dict[str, dict[int, float]]:
-    """{config: {seed: ``metric``}} of the finished experiments (NaN for a diverged or pruned
-    run, as `sweep run --until-decided` sees them; failed ones left out)."""
-    values: dict[str, dict[int, float]] = {}
-    for row in frame[frame["state"] != Status.FAILED].itertuples():
-        ok = Status(row.state).usable if row.state in set(Status) else False
-        value = float(getattr(row, metric))
-        values.setdefault(row.config, {})[int(row.seed)] = \
-            value if ok and math.isfinite(value) else math.nan
-    return values
+    """{config: {seed: ``metric``}}: the one per-seed table (src/core/seed_table.py), as
+    `sweep run --until-decided` and the claims read it (failed runs left out, NaN for a diverged
+    or pruned one)."""
+    return seed_table.by_seed(seed_table.runs_of_frame(frame, [metric]), metric)
 
 
 def decisions(frame: pd.DataFrame, sweep: sweep_spec.Sweep,
@@ -305,28 +300,25 @@ def decisions(frame: pd.DataFrame, sweep: sweep_spec.Sweep,
         state = adaptive.replay(values, base, labels, plan.margin, plan.design)
         if state.looks:
             return state.decisions, state.looks, set()
-    finite = {c: {s: v for s, v in seeds.items() if math.isfinite(v)} for c, seeds in values.items()}
+    finite = seed_table.finite(values)
     b = finite.get(base, {})
     tests, welch = {}, set()
     for c in labels:
         mine = finite.get(c, {})
         if c == base or not mine or not b:
             continue
-        if set(mine) == set(b):
-            tests[c] = decide.paired_t([mine[s] - b[s] for s in sorted(mine)])
-        else:
-            tests[c] = decide.welch_t(list(mine.values()), list(b.values()))
+        tests[c], paired = decide.pair_test(mine, b)
+        if not paired:
             welch.add(c)
     one_look = decide.Design(2, 2, plan.design.alpha)
-    return decide.decide_tests(tests, plan.margin, one_look, 1), 1, welch
+    return decide.decide_once(tests, plan.margin, one_look), 1, welch
 
 
 def used_values(frame: pd.DataFrame, config: str, baseline: str, decision: decide.Decision,
                 paired: bool, metric: str = sweep_spec.CV_METRIC) -> tuple[np.ndarray, np.ndarray]:
     """The candidate's and the baseline's accuracies a decision used: paired, the first
     ``decision.n`` seeds both have (the looks take seeds in order); Welch, all of them."""
-    values = {c: {s: v for s, v in seeds.items() if math.isfinite(v)}
-              for c, seeds in values_by_seed(frame, metric).items()}
+    values = seed_table.finite(values_by_seed(frame, metric))
     mine, b = values.get(config, {}), values.get(baseline, {})
     if not paired:
         return np.array(list(mine.values())), np.array(list(b.values()))
@@ -365,14 +357,14 @@ def summary_table(frame: pd.DataFrame, sweep: sweep_spec.Sweep, plan: Plan | Non
         if label == base:
             row |= {"test_used": "baseline", "decision": "baseline", "verdict": "baseline"}
         elif d is None:
-            row |= {"test_used": "none", "decision": "not tested",
+            row |= {"test_used": "none", "decision": decide.Verdict.NOT_TESTED,
                     "verdict": f"not tested (n = {len(mine)} vs {n_base})"}
         else:
             paired = label not in welch
             c, b = used_values(frame, label, base, d, paired, plan.metric)
             raw = stats.compare(c, b, paired=paired) if len(c) and len(b) else None
             row |= {"diff": d.diff, "diff_ci_low": d.ci_low, "diff_ci_high": d.ci_high,
-                    "test_used": "none" if d.verdict == "not tested" else
+                    "test_used": "none" if d.verdict == decide.Verdict.NOT_TESTED else
                     "paired" if paired else "welch",
                     "p_value": raw.p_value if raw else math.nan, "p_holm": d.p_value,
                     "effect_size": raw.effect_size if raw else math.nan,
@@ -514,7 +506,8 @@ def build_study(sweep: sweep_spec.Sweep, frame: pd.DataFrame,
     if overrides:  # the record of what every experiment ran with (recorded_overrides)
         design[SETTINGS] = json.dumps(overrides, indent=2, sort_keys=True) + "\n"
     # Studies of experiments from before the selection set keep their committed columns.
-    unused = ["others"] + ([] if has_values(frame, "selection_accuracy") else ["selection_accuracy"])
+    # Studies of experiments from before the validation loss was collected keep their columns too.
+    unused = ["others"] + [c for c in OPTIONAL if not has_values(frame, c)]
     return {"summary.csv": summary, "experiments.csv": frame.drop(columns=unused, errors="ignore"),
             "report.md": render_report(sweep, frame, summary, anova, note, list(built), plan.source,
                                        compute(frame, summary, plan),
