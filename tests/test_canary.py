@@ -94,6 +94,26 @@ def test_an_intervals_bounds_are_not_compared_its_mean_and_sd_are():
     assert canary.differences(OUTPUTS, new) == ["metrics.json cv.val_accuracy.std: 0.047 -> 0.048"]
 
 
+def test_an_evaluation_loss_is_compared_within_float32_ulps_and_nothing_else_is():
+    # 9c9486c's larger evaluation batches: one fold's validation loss one float32 ulp apart
+    a, b = 1.8297780752182007, 1.8297781944274902
+    rows = [dict(HISTORY[1], val_loss=str(a))]
+    old = changed(OUTPUTS, ("reports/train/history.csv",), rows)
+    old = changed(old, ("metrics", "cv", "val_loss"), {"mean": 2.249501407146454})
+    new = changed(old, ("reports/train/history.csv", 0, "val_loss"), str(b))
+    new = changed(new, ("metrics", "cv", "val_loss", "mean"), 2.2495014667510986)
+    new = changed(new, ("metrics", "test", "loss"), METRICS["test"]["loss"] * (1 + 5e-7))
+    assert canary.differences(old, new) == []
+    far = changed(new, ("metrics", "test", "loss"), METRICS["test"]["loss"] * (1 + 1e-5))
+    assert canary.differences(old, far) == [
+        f"metrics.json test.loss: {METRICS['test']['loss']!r} -> {METRICS['test']['loss'] * (1 + 1e-5)!r}"]
+    train = changed(old, ("reports/train/history.csv", 0, "train_loss"),
+                    str(float(HISTORY[1]["train_loss"]) * (1 + 1e-7)))
+    assert len(canary.differences(old, train)) == 1  # a training loss: bit for bit
+    acc = changed(old, ("metrics", "test", "accuracy"), 0.38 * (1 + 1e-9))
+    assert len(canary.differences(old, acc)) == 1
+
+
 def test_tables_differ_in_a_number_or_the_row_count_not_in_a_column_of_one():
     history = ("reports/train/history.csv", 1, "val_acc")
     assert canary.differences(OUTPUTS, changed(OUTPUTS, history, "0.4333333373069764")) == [
